@@ -1,0 +1,74 @@
+//! Injected faults: per-key FIFO queues and what each fault answers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use super::Fault;
+use super::errors::{ApiError, title_for};
+
+/// Pending faults per API key; each is consumed by one request.
+#[derive(Default)]
+pub(crate) struct FaultQueues {
+    queues: Mutex<HashMap<String, VecDeque<Fault>>>,
+}
+
+impl FaultQueues {
+    /// Queue a fault for the next request made with `key`.
+    pub fn push(&self, key: &str, fault: Fault) {
+        let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        q.entry(key.to_string()).or_default().push_back(fault);
+    }
+
+    /// Take the oldest pending fault of `key`, if any.
+    pub fn pop(&self, key: &str) -> Option<Fault> {
+        let mut q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        q.get_mut(key).and_then(VecDeque::pop_front)
+    }
+}
+
+/// A short label for `RecordedRequest::fault`, e.g. `status 429 throttled`.
+pub(crate) fn label(fault: &Fault) -> String {
+    match fault {
+        Fault::Status { status, code, .. } => format!("status {status} {code}"),
+        Fault::Html { status } => format!("html {status}"),
+        Fault::Delay(d) => format!("delay {}ms", d.as_millis()),
+        Fault::DropConnection => "drop connection".into(),
+        Fault::MalformedJson => "malformed json".into(),
+    }
+}
+
+/// The error a `Fault::Status` answers with: the verbatim throttled body for 429
+/// `throttled` (notes §4), otherwise the real envelope with a title matching the status.
+pub(crate) fn status_error(status: u16, code: &str, retry_after: Option<u32>) -> ApiError {
+    let mut e = if status == 429 && code == "throttled" {
+        ApiError::throttled(retry_after.unwrap_or(1))
+    } else {
+        ApiError::new(
+            status,
+            code,
+            title_for(status),
+            format!("Injected fault: {} ({code}).", title_for(status)),
+        )
+    };
+    e.headers.retain(|(name, _)| *name != "retry-after");
+    if let Some(secs) = retry_after {
+        e.headers.push(("retry-after", secs.to_string()));
+    }
+    e
+}
+
+/// An HTML error page like the ones Cloudflare serves in front of Klaviyo (python#84).
+pub(crate) fn html_page(status: u16) -> String {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    format!(
+        "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n\
+         <center><h1>{status} {reason}</h1></center>\r\n<hr><center>cloudflare</center>\r\n\
+         </body>\r\n</html>\r\n"
+    )
+}
+
+/// A JSON:API document cut off mid-way.
+pub(crate) const MALFORMED_JSON: &str = r#"{"data":[{"type":"profile","id":"01GDDKASAP8TKDDA2GRZDSVP4H","attributes":{"email":"sarah.mason@klaviyo-de"#;

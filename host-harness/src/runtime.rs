@@ -1,0 +1,372 @@
+//! The component runtime: compile the Klaviyo component once, then run any of its functions
+//! for any account, each call in a fresh `Store` bound to that account (isolation between
+//! tenants), with a memory cap, a CPU budget (epochs) and a wall-clock deadline.
+//!
+//! Arguments and results are JSON values converted through the component's WIT types
+//! ([`crate::convert`]); where requests may go is [`crate::egress`]'s business.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use wasmtime::component::types::{ComponentExtern, ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Type, Val};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::convert::{self, ArgumentError};
+use crate::egress::{Account, EgressHooks, EgressLimits, Exchange, ExchangeLog};
+
+/// The Klaviyo component, built from the workspace's root crate by this crate's build script.
+pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/klaviyo.wasm"));
+
+/// The WIT interface the component exports.
+pub const INTERFACE: &str = "kosmo:klaviyo/klaviyo@0.1.0";
+
+/// How often the epoch ticks: the CPU budget's resolution.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits of every call.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Largest linear memory a call's instance may grow to.
+    pub memory_limit_bytes: usize,
+    /// Guest CPU time a call may use (measured in epoch ticks; time blocked in host I/O or
+    /// backoff sleeps does not count).
+    pub cpu_budget: Duration,
+    /// Wall-clock deadline of a whole call, retries included.
+    pub call_timeout: Duration,
+    /// Limits on each HTTP request.
+    pub egress: EgressLimits,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            memory_limit_bytes: 64 * 1024 * 1024,
+            cpu_budget: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(60),
+            egress: EgressLimits::default(),
+        }
+    }
+}
+
+/// Why a call failed: the contract's error table (`code`, `status`, `message`, `function`,
+/// plus what Klaviyo said). It never contains the API key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallError {
+    /// Stable code, e.g. `invalid_argument`, `not_found`, `duplicate_profile`, `rate_limited`.
+    pub code: String,
+    /// HTTP status, when Klaviyo answered.
+    pub status: Option<u16>,
+    /// One readable line.
+    pub message: String,
+    /// The function's short name.
+    pub function: String,
+    /// The rest of what is known: `field`, `duplicate_profile_id`, `retry_after`,
+    /// `klaviyo_code`, `title`, `detail`, `pointer`, `parameter`, `error_id`, `attempts`.
+    pub details: Map<String, Value>,
+}
+
+impl CallError {
+    /// An error with no details.
+    pub fn new(code: &str, function: &str, message: impl Into<String>) -> Self {
+        CallError {
+            code: code.into(),
+            status: None,
+            message: message.into(),
+            function: function.into(),
+            details: Map::new(),
+        }
+    }
+
+    fn argument(function: &str, e: ArgumentError) -> Self {
+        let mut err = CallError::new("invalid_argument", function, e.message);
+        err.details.insert("field".into(), Value::String(e.field));
+        err
+    }
+
+    /// The error as one JSON object (the shape Lua and `--json` show).
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("code".into(), self.code.clone().into());
+        m.insert("status".into(), self.status.map_or(Value::Null, Value::from));
+        m.insert("message".into(), self.message.clone().into());
+        m.insert("function".into(), self.function.clone().into());
+        for (k, v) in &self.details {
+            m.insert(k.clone(), v.clone());
+        }
+        Value::Object(m)
+    }
+
+    /// Build from the component's `error` record (already converted to JSON).
+    fn from_component(function: &str, record: Value) -> Self {
+        let Value::Object(mut m) = record else {
+            return CallError::new("internal", function, "the component returned a malformed error");
+        };
+        let kind = m.remove("kind").and_then(|k| k.as_str().map(str::to_owned)).unwrap_or_default();
+        let code = match kind.as_str() {
+            "forbidden" => "permission_denied".to_string(),
+            "server" => "server_error".to_string(),
+            other => other.to_string(),
+        };
+        let message = m.remove("message").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let status = m.remove("status").and_then(|v| v.as_u64()).map(|s| s as u16);
+        // Klaviyo's own code would clash with ours: keep it under its own name.
+        if let Some(k) = m.remove("code") {
+            m.insert("klaviyo_code".into(), k);
+        }
+        m.retain(|_, v| !v.is_null());
+        CallError { code, status, message, function: function.into(), details: m }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({})", self.function, self.message, self.code)
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// What a successful call gave, with the HTTP exchanges it made.
+#[derive(Clone, Debug)]
+pub struct CallOutcome {
+    /// The result (or the error) of the call.
+    pub result: Result<Value, CallError>,
+    /// Every HTTP request the call made, in order.
+    pub exchanges: Vec<Exchange>,
+    /// Wall-clock time of the call.
+    pub duration: Duration,
+}
+
+/// One exported function, with its WIT types.
+#[derive(Clone)]
+pub struct FunctionInfo {
+    /// Short (Lua) name, e.g. `create_profile`.
+    pub name: String,
+    /// The WIT name, e.g. `create-profile`.
+    pub wit_name: String,
+    /// The argument record's type.
+    pub args: Type,
+    /// The `result<T, error>` type.
+    pub result: Type,
+    export: ComponentExportIndex,
+}
+
+/// State of one call's Store: WASI (nothing granted), wasi-http with the account's hooks, and
+/// the memory limits.
+struct CallState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: EgressHooks,
+    limits: StoreLimits,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Loads the component once; calls it for any account. Cheap to clone and share.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    pre: InstancePre<CallState>,
+    functions: BTreeMap<String, FunctionInfo>,
+    config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Compile the embedded component with these limits.
+    pub fn new(config: RuntimeConfig) -> wasmtime::Result<Self> {
+        Self::with_component(config, COMPONENT)
+    }
+
+    /// Compile a given component (tests use fixture components).
+    pub fn with_component(config: RuntimeConfig, wasm: &[u8]) -> wasmtime::Result<Self> {
+        let mut wasmtime_config = Config::new();
+        wasmtime_config.epoch_interruption(true);
+        let engine = Engine::new(&wasmtime_config)?;
+        let component = Component::new(&engine, wasm)?;
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let pre = linker.instantiate_pre(&component)?;
+        let functions = exported_functions(&engine, &component)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = ticker_stop.clone();
+        let ticking = engine.weak();
+        std::thread::Builder::new().name("kosmo-epoch".into()).spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match ticking.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })?;
+        Ok(Runtime { inner: Arc::new(Inner { engine, pre, functions, config, ticker_stop }) })
+    }
+
+    /// The exported functions, by short name.
+    pub fn functions(&self) -> impl Iterator<Item = &FunctionInfo> {
+        self.inner.functions.values()
+    }
+
+    /// Look a function up by short (`get_profile`), full (`klaviyo_get_profile`) or WIT
+    /// (`get-profile`) name.
+    pub fn function(&self, name: &str) -> Option<&FunctionInfo> {
+        let short = name.strip_prefix("klaviyo_").unwrap_or(name);
+        self.inner.functions.get(&convert::snake(short))
+    }
+
+    /// The limits calls run with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Call `function` for `account` with JSON arguments.
+    pub async fn call(&self, account: &Account, function: &str, args: &Value) -> Result<Value, CallError> {
+        self.call_with_log(account, function, args).await.result
+    }
+
+    /// Like [`Runtime::call`], and also report the HTTP exchanges and the duration.
+    pub async fn call_with_log(&self, account: &Account, function: &str, args: &Value) -> CallOutcome {
+        let started = Instant::now();
+        let log: ExchangeLog = Arc::new(Mutex::new(Vec::new()));
+        let result = self.run(account, function, args, log.clone()).await;
+        let exchanges = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
+        CallOutcome { result, exchanges, duration: started.elapsed() }
+    }
+
+    async fn run(&self, account: &Account, function: &str, args: &Value, log: ExchangeLog) -> Result<Value, CallError> {
+        let Some(info) = self.function(function) else {
+            let names = self.inner.functions.keys().map(String::as_str);
+            let hint = convert::suggest(function, names).map(|s| format!(" Did you mean {s}?")).unwrap_or_default();
+            return Err(CallError::new("unknown_function", function, format!("Unknown function: {function}.{hint}")));
+        };
+        let name = info.name.clone();
+        let arg = convert::args_to_val(&info.args, args).map_err(|e| CallError::argument(&name, e))?;
+
+        let config = &self.inner.config;
+        let state = CallState {
+            // Nothing is granted: no environment, arguments, preopens, stdio or sockets.
+            wasi: WasiCtxBuilder::new().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: EgressHooks::new(account.clone(), config.egress.clone(), log),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(config.memory_limit_bytes)
+                .instances(4)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (config.cpu_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+
+        let call = async {
+            let instance = self.inner.pre.instantiate_async(&mut store).await?;
+            let func = instance
+                .get_func(&mut store, &info.export)
+                .ok_or_else(|| wasmtime::format_err!("export {} missing", info.wit_name))?;
+            let mut results = [Val::Bool(false)];
+            func.call_async(&mut store, &[arg], &mut results).await?;
+            wasmtime::Result::Ok(results)
+        };
+        let results = match tokio::time::timeout(config.call_timeout, call).await {
+            Err(_) => {
+                return Err(CallError::new(
+                    "timeout",
+                    &name,
+                    format!("the call did not finish within {} s", config.call_timeout.as_secs_f64()),
+                ));
+            }
+            Ok(Err(trap)) => return Err(trap_error(&name, &trap, config)),
+            Ok(Ok(results)) => results,
+        };
+        match &results[0] {
+            Val::Result(Ok(value)) => Ok(value.as_deref().map_or(Value::Null, convert::val_to_json)),
+            Val::Result(Err(Some(error))) => Err(CallError::from_component(&name, convert::val_to_json(error))),
+            _ => Err(CallError::new("internal", &name, "the component returned an unexpected value")),
+        }
+    }
+}
+
+/// A trap or a limit hit, as a clear error (the Store is dropped with the call).
+fn trap_error(function: &str, trap: &wasmtime::Error, config: &RuntimeConfig) -> CallError {
+    let text = format!("{trap:#}");
+    if let Some(t) = trap.downcast_ref::<wasmtime::Trap>() {
+        if *t == wasmtime::Trap::Interrupt {
+            return CallError::new(
+                "cpu_limit",
+                function,
+                format!("the plugin used more than its CPU budget of {} s", config.cpu_budget.as_secs_f64()),
+            );
+        }
+    }
+    if text.contains("memory") && (text.contains("grow") || text.contains("limit")) {
+        return CallError::new(
+            "memory_limit",
+            function,
+            format!("the plugin exceeded its memory limit of {} bytes", config.memory_limit_bytes),
+        );
+    }
+    CallError::new("plugin_trap", function, format!("the plugin failed: {}", text.lines().next().unwrap_or("trap")))
+}
+
+/// The interface's functions, with their argument and result types.
+fn exported_functions(engine: &Engine, component: &Component) -> wasmtime::Result<BTreeMap<String, FunctionInfo>> {
+    let interface = component
+        .get_export_index(None, INTERFACE)
+        .ok_or_else(|| wasmtime::format_err!("the component does not export {INTERFACE}"))?;
+    let ty = component.component_type();
+    let Some((_, ComponentExtern { ty: ComponentItem::ComponentInstance(instance), .. })) =
+        ty.exports(engine).find(|(n, _)| *n == INTERFACE)
+    else {
+        wasmtime::bail!("{INTERFACE} is not an instance export");
+    };
+    let mut functions = BTreeMap::new();
+    for (wit_name, item) in instance.exports(engine) {
+        let ComponentItem::ComponentFunc(func) = item.ty else { continue };
+        let params: Vec<(&str, Type)> = func.params().collect();
+        let mut results = func.results();
+        let ([(_, args)], Some(result)) = (params.as_slice(), results.next()) else {
+            wasmtime::bail!("{wit_name} does not take one argument record and return one result");
+        };
+        let export = component
+            .get_export_index(Some(&interface), wit_name)
+            .ok_or_else(|| wasmtime::format_err!("no export index for {wit_name}"))?;
+        let name = convert::snake(wit_name);
+        functions.insert(
+            name.clone(),
+            FunctionInfo { name, wit_name: wit_name.to_string(), args: args.clone(), result, export },
+        );
+    }
+    Ok(functions)
+}

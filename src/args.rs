@@ -1,0 +1,246 @@
+//! Argument checks, run before any request is sent. Each failure names the argument (in the
+//! snake_case spelling Lua and JSON callers use) and says what is expected.
+
+use serde_json::{Map, Value};
+
+use crate::Error;
+
+/// An `invalid-argument` error for `field`.
+pub fn invalid(field: &str, message: impl Into<String>) -> Error {
+    Error::argument(field, message)
+}
+
+/// A required text argument: not empty or blank. Returns it trimmed.
+pub fn required(field: &str, value: &str) -> Result<String, Error> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(invalid(field, format!("{field} is required and must not be empty")));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// A resource id that goes into a path: required, printable, of a sane length. It is
+/// percent-encoded when placed in the path, so no character can escape its segment.
+pub fn id(field: &str, value: &str) -> Result<String, Error> {
+    let value = required(field, value)?;
+    if value.chars().any(char::is_control) {
+        return Err(invalid(field, format!("{field} must not contain control characters")));
+    }
+    if value.len() > 128 {
+        return Err(invalid(field, format!("{field} is too long to be a Klaviyo id (over 128 bytes)")));
+    }
+    Ok(value)
+}
+
+/// An email address of the usual `local@domain.tld` shape (RFC 5321 length limits).
+pub fn email(field: &str, value: &str) -> Result<String, Error> {
+    let value = required(field, value)?;
+    let bad = || invalid(field, format!("{field} must be an email address like name@example.com, got {value:?}"));
+    if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let Some((local, domain)) = value.rsplit_once('@') else { return Err(bad()) };
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+        && !domain.contains('@');
+    if local.is_empty() || local.len() > 64 || !domain_ok {
+        return Err(bad());
+    }
+    Ok(value)
+}
+
+/// A phone number in E.164: `+`, a country code not starting with 0, at most 15 digits.
+pub fn phone(field: &str, value: &str) -> Result<String, Error> {
+    let value = required(field, value)?;
+    let digits = value.strip_prefix('+').unwrap_or("");
+    let ok = (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if !ok {
+        return Err(invalid(
+            field,
+            format!("{field} must be in E.164 format like +15005550006, got {value:?}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// An RFC 3339 / ISO 8601 date-time with a time zone (`2024-05-01T12:00:00Z`,
+/// `2024-05-01T12:00:00.5+02:00`). Returns it with its Unix time.
+pub fn datetime(field: &str, value: &str) -> Result<(String, i64), Error> {
+    let value = required(field, value)?;
+    match parse_rfc3339(&value) {
+        Some(unix) => Ok((value, unix)),
+        None => Err(invalid(
+            field,
+            format!("{field} must be an ISO 8601 date-time with a time zone, like 2024-05-01T12:00:00Z, got {value:?}"),
+        )),
+    }
+}
+
+/// Unix seconds of an RFC 3339 date-time, or None when it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let rb = rest.as_bytes();
+            if rb.len() != 6 || !matches!(rb[0], b'+' | b'-') || rb[3] != b':' {
+                return None;
+            }
+            let h: i64 = rest.get(1..3)?.parse().ok()?;
+            let m: i64 = rest.get(4..6)?.parse().ok()?;
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let sign = if rb[0] == b'-' { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month[(month - 1) as usize] {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Current Unix time from the host's wall clock.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Free-form properties: text holding a JSON object. Returns the parsed object.
+pub fn properties(field: &str, value: Option<&str>) -> Result<Map<String, Value>, Error> {
+    let Some(text) = value else { return Ok(Map::new()) };
+    // Klaviyo caps profile payloads at 100 KB; refusing early gives a clearer error.
+    if text.len() > 100 * 1024 {
+        return Err(invalid(field, format!("{field} is larger than 100 KB")));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(invalid(
+            field,
+            format!("{field} must be a JSON object (a table with named keys), got {}", kind(&other)),
+        )),
+        Err(e) => Err(invalid(field, format!("{field} must be a JSON object, but is not valid JSON: {e}"))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A page size: the argument's own default, and within the endpoint's `page[size]` range
+/// (they differ per endpoint; the OpenAPI slices give minimum and maximum).
+pub fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, Error> {
+    match value {
+        None => Ok(default.min(max)),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(invalid("limit", format!("limit must be between 1 and {max} for this endpoint, got {n}"))),
+    }
+}
+
+/// An optional cursor: when given, not empty.
+pub fn cursor(value: Option<String>) -> Result<Option<String>, Error> {
+    match value {
+        Some(c) if c.trim().is_empty() => Err(invalid("page_cursor", "page_cursor must not be empty; leave it out for the first page")),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(e: Error) -> String {
+        assert_eq!(e.kind, crate::ErrorKind::InvalidArgument, "{e:?}");
+        e.field.expect("field")
+    }
+
+    #[test]
+    fn emails() {
+        assert!(email("email", "ada@example.com").is_ok());
+        assert!(email("email", " ada+x@mail.example.co.uk ").is_ok());
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@ex..com", "ada@-x.com"] {
+            assert_eq!(field_of(email("email", bad).unwrap_err()), "email", "{bad}");
+        }
+    }
+
+    #[test]
+    fn phones() {
+        assert!(phone("phone_number", "+15005550006").is_ok());
+        for bad in ["15005550006", "+0123", "+1", "+1234567890123456", "+1 500 555", "+1-500"] {
+            assert!(phone("phone_number", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn datetimes() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.123+02:00"), Some(1_709_200_800));
+        for bad in ["2024-02-30T00:00:00Z", "2024-01-01", "2024-01-01T00:00:00", "2024-13-01T00:00:00Z", "yesterday", "2024-01-01T25:00:00Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn properties_must_be_objects() {
+        assert_eq!(properties("properties", Some(r#"{"plan":"pro"}"#)).unwrap()["plan"], "pro");
+        assert!(properties("properties", None).unwrap().is_empty());
+        for bad in ["[1,2]", "\"x\"", "3", "{", "null"] {
+            assert_eq!(field_of(properties("properties", Some(bad)).unwrap_err()), "properties");
+        }
+    }
+
+    #[test]
+    fn limits_follow_the_endpoint_range() {
+        assert_eq!(limit(None, 20, 10).unwrap(), 10);
+        assert_eq!(limit(None, 20, 100).unwrap(), 20);
+        assert_eq!(limit(Some(1000), 20, 1000).unwrap(), 1000);
+        assert!(limit(Some(0), 20, 100).is_err());
+        assert!(limit(Some(11), 20, 10).is_err());
+    }
+}

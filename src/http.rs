@@ -1,0 +1,505 @@
+//! One place for talking to Klaviyo: request headers, retries with backoff, error mapping and
+//! cursor extraction. Resource modules describe *what* to send; this module decides *how*.
+//!
+//! Requests go straight through `wasi:http/outgoing-handler` (the `wasip2` bindings): that lets
+//! us set every `request-options` timeout, cap the body while reading it, and read the
+//! `error-code` of a stream that failed half-way.
+
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
+use wasip2::io::streams::StreamError;
+
+use crate::jsonapi::{first_error, text_of};
+use crate::error::kind_for_status;
+use crate::{Error, ErrorKind};
+
+/// The API revision every request pins (Klaviyo's required `revision` header). The vendored
+/// OpenAPI slices and the emulator are of this revision.
+pub const REVISION: &str = "2026-07-15";
+
+/// The only host the guest ever addresses (over https). The host routes it to the account's
+/// base URL and adds the credentials; see the WIT package docs for that contract.
+pub const AUTHORITY: &str = "a.klaviyo.com";
+
+/// Timeouts asked of the host per attempt (it may clamp them further).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// JSON:API media type (Klaviyo specs from 2024-10-15 on declare only this one).
+const JSON_API: &str = "application/vnd.api+json";
+
+/// At most this many attempts per call, the first included (Klaviyo SDKs: `max_retries=3`).
+pub const MAX_ATTEMPTS: u8 = 3;
+
+/// A `Retry-After` longer than this is not slept through: the caller gets `rate-limited` with
+/// the wait Klaviyo asked for and decides.
+const MAX_SINGLE_WAIT: Duration = Duration::from_secs(10);
+
+/// Sleeping between attempts never adds up to more than this per call.
+const MAX_TOTAL_WAIT: Duration = Duration::from_secs(15);
+
+/// Responses larger than this are refused rather than buffered (a page of 1000 events with
+/// large properties stays well under it).
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Characters kept as-is in a path segment or query component: RFC 3986 unreserved only.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encode one path segment or query component (RFC 3986 §2.1), so that an id such as
+/// `../x` or `a b` can never change the path it is placed in.
+pub fn encode(component: &str) -> String {
+    utf8_percent_encode(component, COMPONENT).to_string()
+}
+
+/// HTTP methods the 15 functions use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    /// Read.
+    Get,
+    /// Create.
+    Post,
+    /// Partial update.
+    Patch,
+}
+
+impl Verb {
+    /// Whether a request may be repeated after the connection dropped before a response.
+    /// GET is safe (RFC 9110 §9.2.1); our PATCH bodies set absolute values, so repeating one
+    /// leaves the same state. POST creates, so it is never repeated blindly.
+    fn repeatable(self) -> bool {
+        matches!(self, Verb::Get | Verb::Patch)
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::Get,
+            Verb::Post => Method::Post,
+            Verb::Patch => Method::Patch,
+        }
+    }
+}
+
+/// A request to Klaviyo, before credentials (which the host adds).
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Method.
+    pub verb: Verb,
+    /// Path with every dynamic segment already passed through [`encode`].
+    pub path: String,
+    /// Query pairs, not yet encoded.
+    pub query: Vec<(&'static str, String)>,
+    /// JSON:API body.
+    pub body: Option<serde_json::Value>,
+}
+
+impl Request {
+    /// A GET of `path`.
+    pub fn get(path: String) -> Self {
+        Request { verb: Verb::Get, path, query: Vec::new(), body: None }
+    }
+
+    /// A request with a JSON:API body.
+    pub fn with_body(verb: Verb, path: String, body: serde_json::Value) -> Self {
+        Request { verb, path, query: Vec::new(), body: Some(body) }
+    }
+
+    /// Add a query parameter.
+    pub fn param(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((name, value.into()));
+        self
+    }
+
+    /// Add a query parameter when there is a value.
+    pub fn param_opt(self, name: &'static str, value: Option<String>) -> Self {
+        match value {
+            Some(v) => self.param(name, v),
+            None => self,
+        }
+    }
+
+    /// Path and query, query components percent-encoded (so `page[size]` goes out as
+    /// `page%5Bsize%5D`, as Klaviyo's own links spell it).
+    pub fn path_and_query(&self) -> String {
+        let mut url = self.path.clone();
+        for (i, (name, value)) in self.query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&encode(name));
+            url.push('=');
+            url.push_str(&encode(value));
+        }
+        url
+    }
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status (2xx).
+    pub status: u16,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// Parse the body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidResponse,
+                format!("HTTP {} with a body that is not valid JSON: {e}", self.status),
+            )
+        })
+    }
+}
+
+/// What one attempt gave.
+enum Attempt {
+    Answered { status: u16, retry_after: Option<u32>, body: Vec<u8> },
+    Failed(Error),
+}
+
+/// Send `req`, retrying what is worth retrying, and return the 2xx reply or the error that
+/// keeps what Klaviyo said.
+pub fn send(req: &Request) -> Result<Reply, Error> {
+    let url = req.path_and_query();
+    let body = match &req.body {
+        Some(b) => Some(b.to_string().into_bytes()),
+        None => None,
+    };
+    let mut waited = Duration::ZERO;
+    let mut attempt: u8 = 0;
+    loop {
+        attempt += 1;
+        let outcome = send_once(req.verb, &url, body.as_deref());
+        let (retryable, retry_after) = match &outcome {
+            // Klaviyo SDKs retry 429, 503, 504 and 524 only: 500 and 502 are not retried
+            // (klaviyo-api-python#28), and no other 4xx will change by repeating it.
+            Attempt::Answered { status, retry_after, .. } => {
+                (matches!(status, 429 | 503 | 504 | 524), *retry_after)
+            }
+            Attempt::Failed(e) if e.kind == ErrorKind::Transport => (req.verb.repeatable(), None),
+            Attempt::Failed(_) => (false, None),
+        };
+        if retryable && attempt < MAX_ATTEMPTS {
+            let wait = backoff(attempt, retry_after);
+            if wait <= MAX_SINGLE_WAIT && waited + wait <= MAX_TOTAL_WAIT {
+                waited += wait;
+                let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                wasip2::clocks::monotonic_clock::subscribe_duration(nanos).block();
+                continue;
+            }
+        }
+        return match outcome {
+            Attempt::Answered { status, body, .. } if (200..300).contains(&status) => {
+                Ok(Reply { status, body })
+            }
+            Attempt::Answered { status, retry_after, body } => {
+                Err(error_from_status(status, retry_after, &body, attempt))
+            }
+            Attempt::Failed(mut e) => {
+                e.attempts = attempt;
+                Err(e)
+            }
+        };
+    }
+}
+
+/// The wait before attempt `attempt + 1`: Klaviyo's SDK schedule `0.5 s * 1.5^n` with ±50 %
+/// jitter (the rate-limit docs ask for exponential backoff with jitter), but never less than
+/// what `Retry-After` asked for (as Klaviyo's Swift SDK does).
+fn backoff(attempt: u8, retry_after: Option<u32>) -> Duration {
+    let base = 0.5 * 1.5f64.powi(i32::from(attempt) - 1);
+    let jittered = base * (0.5 + random_unit());
+    let floor = f64::from(retry_after.unwrap_or(0));
+    Duration::from_secs_f64(jittered.max(floor))
+}
+
+/// A number in [0, 1) from `wasi:random`, to spread the retries of many tenants apart.
+fn random_unit() -> f64 {
+    let bits = wasip2::random::random::get_random_u64();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn failed(kind: ErrorKind, message: impl Into<String>) -> Attempt {
+    Attempt::Failed(Error::new(kind, message))
+}
+
+/// One request and its whole response, through `wasi:http/outgoing-handler`.
+fn send_once(verb: Verb, path_and_query: &str, body: Option<&[u8]>) -> Attempt {
+    let mut entries: Vec<(String, Vec<u8>)> = vec![
+        ("accept".into(), JSON_API.into()),
+        ("revision".into(), REVISION.into()),
+    ];
+    if body.is_some() {
+        entries.push(("content-type".into(), JSON_API.into()));
+    }
+    let Ok(headers) = Fields::from_list(&entries) else {
+        return failed(ErrorKind::Transport, "the host refused the request headers");
+    };
+    let request = OutgoingRequest::new(headers);
+    let set = request.set_method(&verb.method()).is_ok()
+        && request.set_scheme(Some(&Scheme::Https)).is_ok()
+        && request.set_authority(Some(AUTHORITY)).is_ok()
+        && request.set_path_with_query(Some(path_and_query)).is_ok();
+    if !set {
+        return failed(ErrorKind::Transport, "the host refused the request line");
+    }
+    // A host may not support some timeouts; it then applies its own.
+    let options = RequestOptions::new();
+    let _ = options.set_connect_timeout(Some(nanos(CONNECT_TIMEOUT)));
+    let _ = options.set_first_byte_timeout(Some(nanos(FIRST_BYTE_TIMEOUT)));
+    let _ = options.set_between_bytes_timeout(Some(nanos(BETWEEN_BYTES_TIMEOUT)));
+    let Ok(outgoing_body) = request.body() else {
+        return failed(ErrorKind::Transport, "the request body was already taken");
+    };
+    let future = match outgoing_handler::handle(request, Some(options)) {
+        Ok(f) => f,
+        Err(code) => return Attempt::Failed(error_from_code(&code)),
+    };
+    if let Some(bytes) = body {
+        let Ok(stream) = outgoing_body.write() else {
+            return failed(ErrorKind::Transport, "the request body stream was refused");
+        };
+        // `blocking-write-and-flush` takes at most 4096 bytes per call (wasi:io/streams).
+        for chunk in bytes.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                return failed(ErrorKind::Transport, "the connection closed while sending the request");
+            }
+        }
+    }
+    if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
+        return Attempt::Failed(error_from_code(&code));
+    }
+    let response = loop {
+        match future.get() {
+            Some(Ok(Ok(response))) => break response,
+            Some(Ok(Err(code))) => return Attempt::Failed(error_from_code(&code)),
+            Some(Err(())) => return failed(ErrorKind::Transport, "the response was already taken"),
+            None => future.subscribe().block(),
+        }
+    };
+    let status = response.status();
+    // Klaviyo sends `Retry-After` as integer seconds on 429 (rate-limit docs).
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    let Ok(incoming) = response.consume() else {
+        return failed(ErrorKind::Transport, "the response body was already taken");
+    };
+    let Ok(stream) = incoming.stream() else {
+        return failed(ErrorKind::Transport, "the response body stream was refused");
+    };
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > MAX_BODY_BYTES {
+                    return failed(
+                        ErrorKind::InvalidResponse,
+                        format!("HTTP {status} response body larger than {MAX_BODY_BYTES} bytes"),
+                    );
+                }
+            }
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Attempt::Failed(match wasip2::http::types::http_error_code(&e) {
+                    Some(code) => error_from_code(&code),
+                    None => Error::new(ErrorKind::Transport, "the response body was cut off"),
+                });
+            }
+        }
+    }
+    drop(stream);
+    drop(IncomingBody::finish(incoming));
+    Attempt::Answered { status, retry_after, body: bytes }
+}
+
+/// Map a wasi-http `error-code` onto `timeout` or `transport`.
+fn error_from_code(code: &ErrorCode) -> Error {
+    match code {
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout
+        | ErrorCode::DnsTimeout => Error::new(
+            ErrorKind::Timeout,
+            format!("no response from Klaviyo in time ({})", code_name(code)),
+        ),
+        ErrorCode::HttpRequestDenied => Error::new(
+            ErrorKind::Transport,
+            "request denied by the host's egress policy (only https://a.klaviyo.com is allowed)",
+        ),
+        _ => Error::new(
+            ErrorKind::Transport,
+            format!("could not reach Klaviyo ({})", code_name(code)),
+        ),
+    }
+}
+
+/// A short name for a wasi-http error code (no `Debug`: its derived formatting of every
+/// payload costs the component kilobytes).
+fn code_name(code: &ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::DnsTimeout => "DNS timeout",
+        ErrorCode::DnsError(_) => "DNS error",
+        ErrorCode::DestinationNotFound => "destination not found",
+        ErrorCode::DestinationUnavailable => "destination unavailable",
+        ErrorCode::DestinationIpProhibited => "destination IP prohibited",
+        ErrorCode::DestinationIpUnroutable => "destination IP unroutable",
+        ErrorCode::ConnectionRefused => "connection refused",
+        ErrorCode::ConnectionTerminated => "connection terminated",
+        ErrorCode::ConnectionTimeout => "connect timeout",
+        ErrorCode::ConnectionReadTimeout => "read timeout",
+        ErrorCode::ConnectionWriteTimeout => "write timeout",
+        ErrorCode::ConnectionLimitReached => "connection limit reached",
+        ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => "TLS error",
+        ErrorCode::TlsCertificateError => "TLS certificate error",
+        ErrorCode::HttpRequestDenied => "request denied",
+        ErrorCode::HttpResponseIncomplete => "incomplete response",
+        ErrorCode::HttpResponseTimeout => "response timeout",
+        ErrorCode::HttpProtocolError => "HTTP protocol error",
+        ErrorCode::HttpResponseBodySize(_) => "response body too large",
+        _ => "HTTP error",
+    }
+}
+
+/// Build the error for a non-2xx status from what Klaviyo said: the first JSON:API error, or
+/// for a non-JSON body (an HTML page from a proxy) a short readable excerpt, so the caller
+/// always learns something.
+pub fn error_from_status(status: u16, retry_after: Option<u32>, body: &[u8], attempts: u8) -> Error {
+    let mut e = Error::new(ErrorKind::BadRequest, "");
+    e.status = Some(status);
+    e.attempts = attempts;
+    if status == 429 {
+        e.retry_after = retry_after;
+    }
+    match first_error(body) {
+        Some(first) => {
+            e.code = text_of(&first, "code");
+            e.title = text_of(&first, "title");
+            e.detail = text_of(&first, "detail");
+            e.error_id = text_of(&first, "id");
+            if let Some(source) = first.get("source") {
+                e.pointer = text_of(source, "pointer");
+                e.parameter = text_of(source, "parameter");
+            }
+            e.duplicate_profile_id = first.get("meta").and_then(|m| text_of(m, "duplicate_profile_id"));
+        }
+        None => e.detail = Some(excerpt(body)),
+    }
+    e.kind = kind_for_status(status, e.code.as_deref());
+    e.summarize();
+    e
+}
+
+/// A one-line summary of a non-JSON body: its HTML `<title>` when it has one, else its first
+/// 200 characters of text.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if text.trim().is_empty() {
+        return "empty response body".into();
+    }
+    let lower = text.to_ascii_lowercase();
+    if let (Some(start), Some(end)) = (lower.find("<title>"), lower.find("</title>")) {
+        if start + 7 <= end {
+            let title = text[start + 7..end].split_whitespace().collect::<Vec<_>>().join(" ");
+            return format!("non-JSON response: {title}");
+        }
+    }
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let cut: String = flat.chars().take(200).collect();
+    format!("non-JSON response: {cut}")
+}
+
+/// The `page[cursor]` of a `links.next` URL, decoded. Klaviyo's links are full URLs that keep
+/// the other query parameters, with the brackets either raw or percent-encoded.
+pub fn next_cursor(next: Option<&str>) -> Option<String> {
+    let query = next?.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        let key = percent_decode_str(key).decode_utf8().ok()?;
+        if key != "page[cursor]" {
+            return None;
+        }
+        let value = value.replace('+', " ");
+        let value = percent_decode_str(&value).decode_utf8().ok()?.into_owned();
+        (!value.is_empty()).then_some(value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_from_encoded_and_raw_links() {
+        let encoded = "https://a.klaviyo.com/api/profiles?page%5Bsize%5D=1&page%5Bcursor%5D=bmV4dDo6aWQ6OjIw%3D%3D";
+        assert_eq!(next_cursor(Some(encoded)).as_deref(), Some("bmV4dDo6aWQ6OjIw=="));
+        let raw = "https://a.klaviyo.com/api/profiles/?page[cursor]=abc&filter=x";
+        assert_eq!(next_cursor(Some(raw)).as_deref(), Some("abc"));
+        assert_eq!(next_cursor(Some("https://a.klaviyo.com/api/profiles")), None);
+        assert_eq!(next_cursor(None), None);
+    }
+
+    #[test]
+    fn url_encodes_brackets_and_values() {
+        let req = Request::get("/api/events".into())
+            .param("filter", "equals(profile_id,\"A B\")")
+            .param("page[size]", "20");
+        assert_eq!(
+            req.path_and_query(),
+            "/api/events?filter=equals%28profile_id%2C%22A%20B%22%29&page%5Bsize%5D=20"
+        );
+        assert_eq!(encode("../x y"), "..%2Fx%20y");
+    }
+
+    #[test]
+    fn html_error_pages_give_a_readable_detail() {
+        let html = b"<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>";
+        let e = error_from_status(502, None, html, 1);
+        assert_eq!(e.kind, ErrorKind::Server);
+        assert_eq!(e.detail.as_deref(), Some("non-JSON response: 502 Bad Gateway"));
+        assert_eq!(e.status, Some(502));
+        assert_eq!(e.message, "Klaviyo answered HTTP 502: non-JSON response: 502 Bad Gateway");
+    }
+
+    #[test]
+    fn duplicate_profile_keeps_the_existing_id() {
+        let body = br#"{"errors":[{"id":"e1","status":409,"code":"duplicate_profile","title":"Conflict.","detail":"A profile already exists with one of these identifiers.","source":{"pointer":"/data/attributes"},"links":{},"meta":{"duplicate_profile_id":"01HXYZ"}}]}"#;
+        let e = error_from_status(409, None, body, 1);
+        assert_eq!(e.kind, ErrorKind::DuplicateProfile);
+        assert_eq!(e.duplicate_profile_id.as_deref(), Some("01HXYZ"));
+        assert_eq!(e.pointer.as_deref(), Some("/data/attributes"));
+        assert_eq!(e.error_id.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn backoff_honours_retry_after_and_grows() {
+        assert!(backoff(1, Some(3)) >= Duration::from_secs(3));
+        for _ in 0..100 {
+            let first = backoff(1, None).as_secs_f64();
+            assert!((0.25..0.75).contains(&first), "{first}");
+            let second = backoff(2, None).as_secs_f64();
+            assert!((0.375..1.125).contains(&second), "{second}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The Klaviyo plugin: a WebAssembly component (wasm32-wasip2) exporting the 15 functions of
+//! `wit/klaviyo.wit` over `wasi:http` (the `wasip2` bindings) and serde_json for JSON:API.
+//!
+//! Organisation:
+//! - [`error`]: building the WIT `error` record;
+//! - [`http`]: requests, the pinned `revision`, retries with backoff, error mapping, cursors;
+//! - [`jsonapi`]: the response and error envelopes every resource shares;
+//! - [`args`]: argument checks, run before any request;
+//! - one module per Klaviyo resource: [`profiles`], [`lists`], [`subscriptions`], [`events`],
+//!   [`flows`], [`campaigns`].
+//!
+//! The component never sees an API key: the host adds `Authorization` at egress.
+
+#![deny(missing_docs)]
+
+/// Bindings generated from `wit/klaviyo.wit`.
+#[allow(missing_docs)]
+mod bindings {
+    wit_bindgen::generate!({ world: "plugin", path: "wit" });
+}
+
+pub mod args;
+pub mod campaigns;
+pub mod error;
+pub mod events;
+pub mod flows;
+pub mod http;
+pub mod jsonapi;
+pub mod lists;
+pub mod profiles;
+pub mod subscriptions;
+
+pub use bindings::exports::kosmo::klaviyo::klaviyo::*;
+
+/// The component's export of the `klaviyo` interface.
+pub struct Plugin;
+
+impl Guest for Plugin {
+    fn create_profile(args: CreateProfileArgs) -> Result<Profile, Error> {
+        profiles::create(args)
+    }
+    fn get_profile(args: GetProfileArgs) -> Result<Profile, Error> {
+        profiles::get(args)
+    }
+    fn update_profile(args: UpdateProfileArgs) -> Result<Profile, Error> {
+        profiles::update(args)
+    }
+    fn list_profiles(args: ListProfilesArgs) -> Result<ProfilePage, Error> {
+        profiles::list(args)
+    }
+    fn subscribe_profile(args: SubscribeProfileArgs) -> Result<SubscriptionAccepted, Error> {
+        subscriptions::subscribe(args)
+    }
+    fn create_event(args: CreateEventArgs) -> Result<EventAccepted, Error> {
+        events::create(args)
+    }
+    fn get_event(args: GetEventArgs) -> Result<Event, Error> {
+        events::get(args)
+    }
+    fn list_events(args: ListEventsArgs) -> Result<EventPage, Error> {
+        events::list(args)
+    }
+    fn list_lists(args: ListListsArgs) -> Result<MailingListPage, Error> {
+        lists::list(args)
+    }
+    fn create_list(args: CreateListArgs) -> Result<MailingList, Error> {
+        lists::create(args)
+    }
+    fn get_list(args: GetListArgs) -> Result<MailingList, Error> {
+        lists::get(args)
+    }
+    fn list_list_profiles(args: ListListProfilesArgs) -> Result<ProfilePage, Error> {
+        lists::profiles(args)
+    }
+    fn list_flows(args: ListFlowsArgs) -> Result<FlowPage, Error> {
+        flows::list(args)
+    }
+    fn get_flow(args: GetFlowArgs) -> Result<Flow, Error> {
+        flows::get(args)
+    }
+    fn list_campaigns(args: ListCampaignsArgs) -> Result<CampaignPage, Error> {
+        campaigns::list(args)
+    }
+}
+
+bindings::export!(Plugin with_types_in bindings);

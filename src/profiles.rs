@@ -1,0 +1,136 @@
+//! Profiles: `POST /api/profiles`, `GET /api/profiles/{id}`, `PATCH /api/profiles/{id}`,
+//! `GET /api/profiles`, and the profile records shared with list membership pages.
+
+use serde_json::{Map, Value, json};
+
+use crate::http::{self, Request, Verb};
+use crate::jsonapi::{self, Resource};
+use crate::{
+    CreateProfileArgs, Error, GetProfileArgs, ListProfilesArgs, Location, Profile, ProfilePage,
+    UpdateProfileArgs, args,
+};
+
+/// `page[size]` of `GET /api/profiles` and `GET /api/lists/{id}/profiles`: 1-100.
+pub const PAGE_MAX: u32 = 100;
+/// The functions' documented default page size.
+pub const PAGE_DEFAULT: u32 = 20;
+
+/// Map a profile resource (ProfileResponseObjectResource, or ListMemberResponseObjectResource
+/// which adds `joined_group_at`) onto the WIT record.
+pub fn to_profile(mut r: Resource) -> Profile {
+    let location = match r.take("location") {
+        l @ Value::Object(_) => Some(Location {
+            address1: jsonapi::text_of(&l, "address1"),
+            address2: jsonapi::text_of(&l, "address2"),
+            city: jsonapi::text_of(&l, "city"),
+            country: jsonapi::text_of(&l, "country"),
+            region: jsonapi::text_of(&l, "region"),
+            zip: jsonapi::text_of(&l, "zip"),
+            timezone: jsonapi::text_of(&l, "timezone"),
+            ip: jsonapi::text_of(&l, "ip"),
+            // The spec types coordinates as `oneOf: [string, number]`; keep numbers.
+            latitude: l.get("latitude").and_then(jsonapi::number),
+            longitude: l.get("longitude").and_then(jsonapi::number),
+        }),
+        _ => None,
+    };
+    Profile {
+        email: r.text("email"),
+        phone_number: r.text("phone_number"),
+        external_id: r.text("external_id"),
+        first_name: r.text("first_name"),
+        last_name: r.text("last_name"),
+        organization: r.text("organization"),
+        locale: r.text("locale"),
+        title: r.text("title"),
+        image: r.text("image"),
+        location,
+        properties: r.object_text("properties"),
+        created: r.text("created"),
+        updated: r.text("updated"),
+        last_event_date: r.text("last_event_date"),
+        joined_group_at: r.text("joined_group_at"),
+        id: r.id,
+    }
+}
+
+/// Fetch one page of profiles from a collection endpoint.
+pub fn page(req: Request) -> Result<ProfilePage, Error> {
+    let (items, next_cursor) = jsonapi::page(http::send(&req)?)?;
+    let items = items.into_iter().map(to_profile).collect();
+    Ok(ProfilePage { items, next_cursor })
+}
+
+/// `create-profile`.
+pub fn create(a: CreateProfileArgs) -> Result<Profile, Error> {
+    let mut attributes = Map::new();
+    attributes.insert("email".into(), args::email("email", &a.email)?.into());
+    if let Some(p) = &a.phone_number {
+        attributes.insert("phone_number".into(), args::phone("phone_number", p)?.into());
+    }
+    if let Some(n) = &a.first_name {
+        attributes.insert("first_name".into(), n.clone().into());
+    }
+    if let Some(n) = &a.last_name {
+        attributes.insert("last_name".into(), n.clone().into());
+    }
+    if a.properties.is_some() {
+        let props = args::properties("properties", a.properties.as_deref())?;
+        attributes.insert("properties".into(), Value::Object(props));
+    }
+    // ProfileCreateQuery: data.type and data.attributes are required.
+    let body = json!({"data": {"type": "profile", "attributes": attributes}});
+    let reply = http::send(&Request::with_body(Verb::Post, "/api/profiles".into(), body))?;
+    Ok(to_profile(jsonapi::one(reply)?))
+}
+
+/// `get-profile`.
+pub fn get(a: GetProfileArgs) -> Result<Profile, Error> {
+    let id = args::id("profile_id", &a.profile_id)?;
+    let reply = http::send(&Request::get(format!("/api/profiles/{}", http::encode(&id))))?;
+    Ok(to_profile(jsonapi::one(reply)?))
+}
+
+/// `update-profile`.
+pub fn update(a: UpdateProfileArgs) -> Result<Profile, Error> {
+    let id = args::id("profile_id", &a.profile_id)?;
+    let mut attributes = Map::new();
+    if let Some(e) = &a.email {
+        attributes.insert("email".into(), args::email("email", e)?.into());
+    }
+    if let Some(p) = &a.phone_number {
+        attributes.insert("phone_number".into(), args::phone("phone_number", p)?.into());
+    }
+    if let Some(n) = &a.first_name {
+        attributes.insert("first_name".into(), n.clone().into());
+    }
+    if let Some(n) = &a.last_name {
+        attributes.insert("last_name".into(), n.clone().into());
+    }
+    if a.properties.is_some() {
+        let props = args::properties("properties", a.properties.as_deref())?;
+        attributes.insert("properties".into(), Value::Object(props));
+    }
+    if attributes.is_empty() {
+        return Err(args::invalid(
+            "profile_id",
+            "nothing to update: give at least one of email, phone_number, first_name, last_name, properties",
+        ));
+    }
+    // ProfilePartialUpdateQuery: data.type, data.id (equal to the path id) and data.attributes
+    // are all required; attributes left out are not changed.
+    let body = json!({"data": {"type": "profile", "id": id, "attributes": attributes}});
+    let path = format!("/api/profiles/{}", http::encode(&id));
+    Ok(to_profile(jsonapi::one(http::send(&Request::with_body(Verb::Patch, path, body))?)?))
+}
+
+/// `list-profiles`.
+pub fn list(a: ListProfilesArgs) -> Result<ProfilePage, Error> {
+    let size = args::limit(a.limit, PAGE_DEFAULT, PAGE_MAX)?;
+    let cursor = args::cursor(a.page_cursor)?;
+    page(
+        Request::get("/api/profiles".into())
+            .param("page[size]", size.to_string())
+            .param_opt("page[cursor]", cursor),
+    )
+}
