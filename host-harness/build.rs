@@ -19,25 +19,47 @@ fn main() {
     // OUT_DIR is <target>/<profile>/build/kosmo-<hash>/out: put the component build beside.
     let target_dir = env::var_os("KOSMO_COMPONENT_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| out_dir.ancestors().nth(4).unwrap_or(&out_dir).join("component"));
+        .unwrap_or_else(|| {
+            out_dir
+                .ancestors()
+                .nth(4)
+                .unwrap_or(&out_dir)
+                .join("component")
+        });
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", "wasm32-wasip2", "-p", "klaviyo-plugin"])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(&root);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "-p",
+        "klaviyo-plugin",
+    ])
+    .arg("--manifest-path")
+    .arg(root.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .current_dir(&root);
     // Flags meant for the host build must not leak into the wasm one.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
         cmd.env_remove(var);
     }
-    let output = cmd.output().expect("could not run cargo to build the component");
+    let output = cmd
+        .output()
+        .expect("could not run cargo to build the component");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
-            panic!("the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`\n{stderr}");
+            panic!(
+                "the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`\n{stderr}"
+            );
         }
         panic!("building the Klaviyo component failed:\n{stderr}");
     }

@@ -14,7 +14,10 @@ pub fn invalid(field: &str, message: impl Into<String>) -> Error {
 pub fn required(field: &str, value: &str) -> Result<String, Error> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(invalid(field, format!("{field} is required and must not be empty")));
+        return Err(invalid(
+            field,
+            format!("{field} is required and must not be empty"),
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -24,10 +27,16 @@ pub fn required(field: &str, value: &str) -> Result<String, Error> {
 pub fn id(field: &str, value: &str) -> Result<String, Error> {
     let value = required(field, value)?;
     if value.chars().any(char::is_control) {
-        return Err(invalid(field, format!("{field} must not contain control characters")));
+        return Err(invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     if value.len() > 128 {
-        return Err(invalid(field, format!("{field} is too long to be a Klaviyo id (over 128 bytes)")));
+        return Err(invalid(
+            field,
+            format!("{field} is too long to be a Klaviyo id (over 128 bytes)"),
+        ));
     }
     Ok(value)
 }
@@ -35,14 +44,23 @@ pub fn id(field: &str, value: &str) -> Result<String, Error> {
 /// An email address of the usual `local@domain.tld` shape (RFC 5321 length limits).
 pub fn email(field: &str, value: &str) -> Result<String, Error> {
     let value = required(field, value)?;
-    let bad = || invalid(field, format!("{field} must be an email address like name@example.com, got {value:?}"));
+    let bad = || {
+        invalid(
+            field,
+            format!("{field} must be an email address like name@example.com, got {value:?}"),
+        )
+    };
     if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
-    let Some((local, domain)) = value.rsplit_once('@') else { return Err(bad()) };
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return Err(bad());
+    };
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
-        && labels.iter().all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
         && !domain.contains('@');
     if local.is_empty() || local.len() > 64 || !domain_ok {
         return Err(bad());
@@ -74,7 +92,9 @@ pub fn datetime(field: &str, value: &str) -> Result<(String, i64), Error> {
         Some(unix) => Ok((value, unix)),
         None => Err(invalid(
             field,
-            format!("{field} must be an ISO 8601 date-time with a time zone, like 2024-05-01T12:00:00Z, got {value:?}"),
+            format!(
+                "{field} must be an ISO 8601 date-time with a time zone, like 2024-05-01T12:00:00Z, got {value:?}"
+            ),
         )),
     }
 }
@@ -84,9 +104,17 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let part = s.get(r)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -116,7 +144,20 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
     };
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month[(month - 1) as usize] {
         return None;
     }
@@ -147,7 +188,9 @@ pub fn now_unix() -> i64 {
 
 /// Free-form properties: text holding a JSON object. Returns the parsed object.
 pub fn properties(field: &str, value: Option<&str>) -> Result<Map<String, Value>, Error> {
-    let Some(text) = value else { return Ok(Map::new()) };
+    let Some(text) = value else {
+        return Ok(Map::new());
+    };
     // Klaviyo caps profile payloads at 100 KB; refusing early gives a clearer error.
     if text.len() > 100 * 1024 {
         return Err(invalid(field, format!("{field} is larger than 100 KB")));
@@ -156,9 +199,15 @@ pub fn properties(field: &str, value: Option<&str>) -> Result<Map<String, Value>
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(invalid(
             field,
-            format!("{field} must be a JSON object (a table with named keys), got {}", kind(&other)),
+            format!(
+                "{field} must be a JSON object (a table with named keys), got {}",
+                kind(&other)
+            ),
         )),
-        Err(e) => Err(invalid(field, format!("{field} must be a JSON object, but is not valid JSON: {e}"))),
+        Err(e) => Err(invalid(
+            field,
+            format!("{field} must be a JSON object, but is not valid JSON: {e}"),
+        )),
     }
 }
 
@@ -179,14 +228,20 @@ pub fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, Error> {
     match value {
         None => Ok(default.min(max)),
         Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(invalid("limit", format!("limit must be between 1 and {max} for this endpoint, got {n}"))),
+        Some(n) => Err(invalid(
+            "limit",
+            format!("limit must be between 1 and {max} for this endpoint, got {n}"),
+        )),
     }
 }
 
 /// An optional cursor: when given, not empty.
 pub fn cursor(value: Option<String>) -> Result<Option<String>, Error> {
     match value {
-        Some(c) if c.trim().is_empty() => Err(invalid("page_cursor", "page_cursor must not be empty; leave it out for the first page")),
+        Some(c) if c.trim().is_empty() => Err(invalid(
+            "page_cursor",
+            "page_cursor must not be empty; leave it out for the first page",
+        )),
         other => Ok(other),
     }
 }
@@ -204,7 +259,16 @@ mod tests {
     fn emails() {
         assert!(email("email", "ada@example.com").is_ok());
         assert!(email("email", " ada+x@mail.example.co.uk ").is_ok());
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@ex..com", "ada@-x.com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@ex..com",
+            "ada@-x.com",
+        ] {
             assert_eq!(field_of(email("email", bad).unwrap_err()), "email", "{bad}");
         }
     }
@@ -212,7 +276,14 @@ mod tests {
     #[test]
     fn phones() {
         assert!(phone("phone_number", "+15005550006").is_ok());
-        for bad in ["15005550006", "+0123", "+1", "+1234567890123456", "+1 500 555", "+1-500"] {
+        for bad in [
+            "15005550006",
+            "+0123",
+            "+1",
+            "+1234567890123456",
+            "+1 500 555",
+            "+1-500",
+        ] {
             assert!(phone("phone_number", bad).is_err(), "{bad}");
         }
     }
@@ -220,18 +291,34 @@ mod tests {
     #[test]
     fn datetimes() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.123+02:00"), Some(1_709_200_800));
-        for bad in ["2024-02-30T00:00:00Z", "2024-01-01", "2024-01-01T00:00:00", "2024-13-01T00:00:00Z", "yesterday", "2024-01-01T25:00:00Z"] {
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:00:00.123+02:00"),
+            Some(1_709_200_800)
+        );
+        for bad in [
+            "2024-02-30T00:00:00Z",
+            "2024-01-01",
+            "2024-01-01T00:00:00",
+            "2024-13-01T00:00:00Z",
+            "yesterday",
+            "2024-01-01T25:00:00Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn properties_must_be_objects() {
-        assert_eq!(properties("properties", Some(r#"{"plan":"pro"}"#)).unwrap()["plan"], "pro");
+        assert_eq!(
+            properties("properties", Some(r#"{"plan":"pro"}"#)).unwrap()["plan"],
+            "pro"
+        );
         assert!(properties("properties", None).unwrap().is_empty());
         for bad in ["[1,2]", "\"x\"", "3", "{", "null"] {
-            assert_eq!(field_of(properties("properties", Some(bad)).unwrap_err()), "properties");
+            assert_eq!(
+                field_of(properties("properties", Some(bad)).unwrap_err()),
+                "properties"
+            );
         }
     }
 

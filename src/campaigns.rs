@@ -15,7 +15,12 @@ fn ids(audiences: &Value, key: &str) -> Vec<String> {
     audiences
         .get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -34,7 +39,10 @@ pub fn list(a: ListCampaignsArgs) -> Result<CampaignPage, Error> {
     let size = args::limit(a.limit, PAGE_DEFAULT, PAGE_MAX)?;
     let req = Request::get("/api/campaigns".into())
         // Required since revision 2023-07-15: without it Klaviyo answers 400.
-        .param("filter", format!("equals(messages.channel,'{}')", channel_value(channel)))
+        .param(
+            "filter",
+            format!("equals(messages.channel,'{}')", channel_value(channel)),
+        )
         .param("page[size]", size.to_string())
         .param_opt("page[cursor]", args::cursor(a.page_cursor)?);
     let (items, next_cursor) = jsonapi::page(http::send(&req)?)?;

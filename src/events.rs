@@ -4,7 +4,9 @@ use serde_json::{Value, json};
 
 use crate::http::{self, Request, Verb};
 use crate::jsonapi::{self, Resource};
-use crate::{CreateEventArgs, Error, Event, EventAccepted, EventPage, GetEventArgs, ListEventsArgs, args};
+use crate::{
+    CreateEventArgs, Error, Event, EventAccepted, EventPage, GetEventArgs, ListEventsArgs, args,
+};
 
 /// `page[size]` of `GET /api/events`: 1-1000 (default 200 at Klaviyo; ours is 20).
 const PAGE_MAX: u32 = 1000;
@@ -34,7 +36,10 @@ pub fn create(a: CreateEventArgs) -> Result<EventAccepted, Error> {
     let event_name = args::required("event_name", &a.event_name)?;
     // The spec: the metric name must be under 128 characters.
     if event_name.chars().count() > 127 {
-        return Err(args::invalid("event_name", "event_name must be at most 127 characters"));
+        return Err(args::invalid(
+            "event_name",
+            "event_name must be at most 127 characters",
+        ));
     }
     // `properties` is required by the spec even when empty.
     let properties = args::properties("properties", a.properties.as_deref())?;
@@ -54,25 +59,38 @@ pub fn create(a: CreateEventArgs) -> Result<EventAccepted, Error> {
         let (text, unix) = args::datetime("time", t)?;
         // The spec: after 1990 and at most one year in the future.
         if unix < 631_152_000 || unix > args::now_unix() + 366 * 86_400 {
-            return Err(args::invalid("time", "time must be after 1990-01-01 and at most one year ahead"));
+            return Err(args::invalid(
+                "time",
+                "time must be after 1990-01-01 and at most one year ahead",
+            ));
         }
         attributes["time"] = json!(text);
     }
     let body = json!({"data": {"type": "event", "attributes": attributes}});
     http::send(&Request::with_body(Verb::Post, "/api/events".into(), body))?;
-    Ok(EventAccepted { accepted: true, profile_id, event_name })
+    Ok(EventAccepted {
+        accepted: true,
+        profile_id,
+        event_name,
+    })
 }
 
 /// `get-event`.
 pub fn get(a: GetEventArgs) -> Result<Event, Error> {
     let id = args::id("event_id", &a.event_id)?;
-    Ok(to_event(jsonapi::one(http::send(&Request::get(format!("/api/events/{}", http::encode(&id))))?)?))
+    Ok(to_event(jsonapi::one(http::send(&Request::get(
+        format!("/api/events/{}", http::encode(&id)),
+    ))?)?))
 }
 
 /// `list-events`.
 pub fn list(a: ListEventsArgs) -> Result<EventPage, Error> {
     let size = args::limit(a.limit, PAGE_DEFAULT, PAGE_MAX)?;
-    let filter = a.filter.as_deref().map(|f| args::required("filter", f)).transpose()?;
+    let filter = a
+        .filter
+        .as_deref()
+        .map(|f| args::required("filter", f))
+        .transpose()?;
     if let Some(f) = &filter {
         check_filter_shape(f)?;
     }

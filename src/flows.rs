@@ -1,6 +1,5 @@
 //! Flows: `GET /api/flows` and `GET /api/flows/{id}`.
 
-
 use crate::http::{self, Request};
 use crate::jsonapi::{self, Resource};
 use crate::{Error, Flow, FlowPage, GetFlowArgs, ListFlowsArgs, args};
@@ -35,5 +34,8 @@ pub fn list(a: ListFlowsArgs) -> Result<FlowPage, Error> {
 /// `get-flow`.
 pub fn get(a: GetFlowArgs) -> Result<Flow, Error> {
     let id = args::id("flow_id", &a.flow_id)?;
-    Ok(to_flow(jsonapi::one(http::send(&Request::get(format!("/api/flows/{}", http::encode(&id))))?)?))
+    Ok(to_flow(jsonapi::one(http::send(&Request::get(format!(
+        "/api/flows/{}",
+        http::encode(&id)
+    )))?)?))
 }

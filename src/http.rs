@@ -14,8 +14,8 @@ use wasip2::http::types::{
 };
 use wasip2::io::streams::StreamError;
 
-use crate::jsonapi::{first_error, text_of};
 use crate::error::kind_for_status;
+use crate::jsonapi::{first_error, text_of};
 use crate::{Error, ErrorKind};
 
 /// The API revision every request pins (Klaviyo's required `revision` header). The vendored
@@ -105,12 +105,22 @@ pub struct Request {
 impl Request {
     /// A GET of `path`.
     pub fn get(path: String) -> Self {
-        Request { verb: Verb::Get, path, query: Vec::new(), body: None }
+        Request {
+            verb: Verb::Get,
+            path,
+            query: Vec::new(),
+            body: None,
+        }
     }
 
     /// A request with a JSON:API body.
     pub fn with_body(verb: Verb, path: String, body: serde_json::Value) -> Self {
-        Request { verb, path, query: Vec::new(), body: Some(body) }
+        Request {
+            verb,
+            path,
+            query: Vec::new(),
+            body: Some(body),
+        }
     }
 
     /// Add a query parameter.
@@ -156,7 +166,10 @@ impl Reply {
         serde_json::from_slice(&self.body).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidResponse,
-                format!("HTTP {} with a body that is not valid JSON: {e}", self.status),
+                format!(
+                    "HTTP {} with a body that is not valid JSON: {e}",
+                    self.status
+                ),
             )
         })
     }
@@ -164,7 +177,11 @@ impl Reply {
 
 /// What one attempt gave.
 enum Attempt {
-    Answered { status: u16, retry_after: Option<u32>, body: Vec<u8> },
+    Answered {
+        status: u16,
+        retry_after: Option<u32>,
+        body: Vec<u8>,
+    },
     Failed(Error),
 }
 
@@ -184,14 +201,16 @@ pub fn send(req: &Request) -> Result<Reply, Error> {
         let (retryable, retry_after) = match &outcome {
             // Klaviyo SDKs retry 429, 503, 504 and 524 only: 500 and 502 are not retried
             // (klaviyo-api-python#28), and no other 4xx will change by repeating it.
-            Attempt::Answered { status, retry_after, .. } => {
-                (matches!(status, 429 | 503 | 504 | 524), *retry_after)
-            }
+            Attempt::Answered {
+                status,
+                retry_after,
+                ..
+            } => (matches!(status, 429 | 503 | 504 | 524), *retry_after),
             Attempt::Failed(e) if e.kind == ErrorKind::Transport => (req.verb.repeatable(), None),
             Attempt::Failed(_) => (false, None),
         };
         if retryable && attempt < MAX_ATTEMPTS {
-            let wait = backoff(attempt, retry_after);
+            let wait = backoff(attempt, retry_after, random_unit());
             if wait <= MAX_SINGLE_WAIT && waited + wait <= MAX_TOTAL_WAIT {
                 waited += wait;
                 let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
@@ -203,9 +222,11 @@ pub fn send(req: &Request) -> Result<Reply, Error> {
             Attempt::Answered { status, body, .. } if (200..300).contains(&status) => {
                 Ok(Reply { status, body })
             }
-            Attempt::Answered { status, retry_after, body } => {
-                Err(error_from_status(status, retry_after, &body, attempt))
-            }
+            Attempt::Answered {
+                status,
+                retry_after,
+                body,
+            } => Err(error_from_status(status, retry_after, &body, attempt)),
             Attempt::Failed(mut e) => {
                 e.attempts = attempt;
                 Err(e)
@@ -217,9 +238,10 @@ pub fn send(req: &Request) -> Result<Reply, Error> {
 /// The wait before attempt `attempt + 1`: Klaviyo's SDK schedule `0.5 s * 1.5^n` with ±50 %
 /// jitter (the rate-limit docs ask for exponential backoff with jitter), but never less than
 /// what `Retry-After` asked for (as Klaviyo's Swift SDK does).
-fn backoff(attempt: u8, retry_after: Option<u32>) -> Duration {
+/// `unit` is a random number in [0, 1).
+fn backoff(attempt: u8, retry_after: Option<u32>, unit: f64) -> Duration {
     let base = 0.5 * 1.5f64.powi(i32::from(attempt) - 1);
-    let jittered = base * (0.5 + random_unit());
+    let jittered = base * (0.5 + unit);
     let floor = f64::from(retry_after.unwrap_or(0));
     Duration::from_secs_f64(jittered.max(floor))
 }
@@ -277,7 +299,10 @@ fn send_once(verb: Verb, path_and_query: &str, body: Option<&[u8]>) -> Attempt {
         // `blocking-write-and-flush` takes at most 4096 bytes per call (wasi:io/streams).
         for chunk in bytes.chunks(4096) {
             if stream.blocking_write_and_flush(chunk).is_err() {
-                return failed(ErrorKind::Transport, "the connection closed while sending the request");
+                return failed(
+                    ErrorKind::Transport,
+                    "the connection closed while sending the request",
+                );
             }
         }
     }
@@ -329,7 +354,11 @@ fn send_once(verb: Verb, path_and_query: &str, body: Option<&[u8]>) -> Attempt {
     }
     drop(stream);
     drop(IncomingBody::finish(incoming));
-    Attempt::Answered { status, retry_after, body: bytes }
+    Attempt::Answered {
+        status,
+        retry_after,
+        body: bytes,
+    }
 }
 
 /// Map a wasi-http `error-code` onto `timeout` or `transport`.
@@ -384,7 +413,12 @@ fn code_name(code: &ErrorCode) -> &'static str {
 /// Build the error for a non-2xx status from what Klaviyo said: the first JSON:API error, or
 /// for a non-JSON body (an HTML page from a proxy) a short readable excerpt, so the caller
 /// always learns something.
-pub fn error_from_status(status: u16, retry_after: Option<u32>, body: &[u8], attempts: u8) -> Error {
+pub fn error_from_status(
+    status: u16,
+    retry_after: Option<u32>,
+    body: &[u8],
+    attempts: u8,
+) -> Error {
     let mut e = Error::new(ErrorKind::BadRequest, "");
     e.status = Some(status);
     e.attempts = attempts;
@@ -401,7 +435,9 @@ pub fn error_from_status(status: u16, retry_after: Option<u32>, body: &[u8], att
                 e.pointer = text_of(source, "pointer");
                 e.parameter = text_of(source, "parameter");
             }
-            e.duplicate_profile_id = first.get("meta").and_then(|m| text_of(m, "duplicate_profile_id"));
+            e.duplicate_profile_id = first
+                .get("meta")
+                .and_then(|m| text_of(m, "duplicate_profile_id"));
         }
         None => e.detail = Some(excerpt(body)),
     }
@@ -420,7 +456,10 @@ fn excerpt(body: &[u8]) -> String {
     let lower = text.to_ascii_lowercase();
     if let (Some(start), Some(end)) = (lower.find("<title>"), lower.find("</title>")) {
         if start + 7 <= end {
-            let title = text[start + 7..end].split_whitespace().collect::<Vec<_>>().join(" ");
+            let title = text[start + 7..end]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             return format!("non-JSON response: {title}");
         }
     }
@@ -453,10 +492,16 @@ mod tests {
     #[test]
     fn cursor_from_encoded_and_raw_links() {
         let encoded = "https://a.klaviyo.com/api/profiles?page%5Bsize%5D=1&page%5Bcursor%5D=bmV4dDo6aWQ6OjIw%3D%3D";
-        assert_eq!(next_cursor(Some(encoded)).as_deref(), Some("bmV4dDo6aWQ6OjIw=="));
+        assert_eq!(
+            next_cursor(Some(encoded)).as_deref(),
+            Some("bmV4dDo6aWQ6OjIw==")
+        );
         let raw = "https://a.klaviyo.com/api/profiles/?page[cursor]=abc&filter=x";
         assert_eq!(next_cursor(Some(raw)).as_deref(), Some("abc"));
-        assert_eq!(next_cursor(Some("https://a.klaviyo.com/api/profiles")), None);
+        assert_eq!(
+            next_cursor(Some("https://a.klaviyo.com/api/profiles")),
+            None
+        );
         assert_eq!(next_cursor(None), None);
     }
 
@@ -474,12 +519,19 @@ mod tests {
 
     #[test]
     fn html_error_pages_give_a_readable_detail() {
-        let html = b"<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>";
+        let html =
+            b"<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>";
         let e = error_from_status(502, None, html, 1);
         assert_eq!(e.kind, ErrorKind::Server);
-        assert_eq!(e.detail.as_deref(), Some("non-JSON response: 502 Bad Gateway"));
+        assert_eq!(
+            e.detail.as_deref(),
+            Some("non-JSON response: 502 Bad Gateway")
+        );
         assert_eq!(e.status, Some(502));
-        assert_eq!(e.message, "Klaviyo answered HTTP 502: non-JSON response: 502 Bad Gateway");
+        assert_eq!(
+            e.message,
+            "Klaviyo answered HTTP 502: non-JSON response: 502 Bad Gateway"
+        );
     }
 
     #[test]
@@ -494,11 +546,11 @@ mod tests {
 
     #[test]
     fn backoff_honours_retry_after_and_grows() {
-        assert!(backoff(1, Some(3)) >= Duration::from_secs(3));
-        for _ in 0..100 {
-            let first = backoff(1, None).as_secs_f64();
+        assert!(backoff(1, Some(3), 0.9) >= Duration::from_secs(3));
+        for unit in [0.0, 0.5, 0.999] {
+            let first = backoff(1, None, unit).as_secs_f64();
             assert!((0.25..0.75).contains(&first), "{first}");
-            let second = backoff(2, None).as_secs_f64();
+            let second = backoff(2, None, unit).as_secs_f64();
             assert!((0.375..1.125).contains(&second), "{second}");
         }
     }

@@ -6,8 +6,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::{Error, ErrorKind};
 use crate::http::{self, Reply};
+use crate::{Error, ErrorKind};
 
 /// A resource object: `{type, id, attributes, relationships}`.
 pub struct Resource {
@@ -28,13 +28,23 @@ impl Resource {
             Some(Value::Null) | None => Map::new(),
             Some(_) => return Err(bad_shape("`attributes` that is not an object")),
         };
-        let relationships = v.get_mut("relationships").map(Value::take).unwrap_or(Value::Null);
-        Ok(Resource { id, attributes, relationships })
+        let relationships = v
+            .get_mut("relationships")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        Ok(Resource {
+            id,
+            attributes,
+            relationships,
+        })
     }
 
     /// A text attribute; null, absent or another type is `None`.
     pub fn text(&self, key: &str) -> Option<String> {
-        self.attributes.get(key).and_then(Value::as_str).map(str::to_owned)
+        self.attributes
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 
     /// A boolean attribute.
@@ -49,7 +59,10 @@ impl Resource {
 
     /// An attribute taken out whole (e.g. a nested object).
     pub fn take(&mut self, key: &str) -> Value {
-        self.attributes.get_mut(key).map(Value::take).unwrap_or(Value::Null)
+        self.attributes
+            .get_mut(key)
+            .map(Value::take)
+            .unwrap_or(Value::Null)
     }
 
     /// An object attribute as JSON text, for the WIT's free-form fields; null or absent is `{}`.
@@ -62,7 +75,12 @@ impl Resource {
 
     /// `relationships.<name>.data.id`, e.g. the profile an event belongs to.
     pub fn related_id(&self, name: &str) -> Option<String> {
-        self.relationships.get(name)?.get("data")?.get("id")?.as_str().map(str::to_owned)
+        self.relationships
+            .get(name)?
+            .get("data")?
+            .get("id")?
+            .as_str()
+            .map(str::to_owned)
     }
 }
 
@@ -100,11 +118,18 @@ pub fn one(reply: Reply) -> Result<Resource, Error> {
 /// the decoded cursor of the next page (none when `links.next` is absent or null).
 pub fn page(reply: Reply) -> Result<(Vec<Resource>, Option<String>), Error> {
     let mut doc: Value = reply.json()?;
-    let next = http::next_cursor(doc.get("links").and_then(|l| l.get("next")).and_then(Value::as_str));
+    let next = http::next_cursor(
+        doc.get("links")
+            .and_then(|l| l.get("next"))
+            .and_then(Value::as_str),
+    );
     let Some(Value::Array(items)) = doc.get_mut("data").map(Value::take) else {
         return Err(bad_shape("no `data` array"));
     };
-    let items = items.into_iter().map(Resource::from_value).collect::<Result<Vec<_>, _>>()?;
+    let items = items
+        .into_iter()
+        .map(Resource::from_value)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((items, next))
 }
 

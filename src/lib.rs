@@ -83,4 +83,7 @@ impl Guest for Plugin {
     }
 }
 
+// Exported only when building the component: native builds (unit tests) would otherwise try
+// to export symbols named after WIT interfaces, which native linkers refuse.
+#[cfg(target_arch = "wasm32")]
 bindings::export!(Plugin with_types_in bindings);

@@ -38,13 +38,20 @@ pub fn list(a: ListListsArgs) -> Result<MailingListPage, Error> {
 pub fn create(a: CreateListArgs) -> Result<MailingList, Error> {
     let name = args::required("name", &a.name)?;
     let body = json!({"data": {"type": "list", "attributes": {"name": name}}});
-    Ok(to_list(jsonapi::one(http::send(&Request::with_body(Verb::Post, "/api/lists".into(), body))?)?))
+    Ok(to_list(jsonapi::one(http::send(&Request::with_body(
+        Verb::Post,
+        "/api/lists".into(),
+        body,
+    ))?)?))
 }
 
 /// `get-list`.
 pub fn get(a: GetListArgs) -> Result<MailingList, Error> {
     let id = args::id("list_id", &a.list_id)?;
-    Ok(to_list(jsonapi::one(http::send(&Request::get(format!("/api/lists/{}", http::encode(&id))))?)?))
+    Ok(to_list(jsonapi::one(http::send(&Request::get(format!(
+        "/api/lists/{}",
+        http::encode(&id)
+    )))?)?))
 }
 
 /// `list-list-profiles`.

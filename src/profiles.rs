@@ -66,7 +66,10 @@ pub fn create(a: CreateProfileArgs) -> Result<Profile, Error> {
     let mut attributes = Map::new();
     attributes.insert("email".into(), args::email("email", &a.email)?.into());
     if let Some(p) = &a.phone_number {
-        attributes.insert("phone_number".into(), args::phone("phone_number", p)?.into());
+        attributes.insert(
+            "phone_number".into(),
+            args::phone("phone_number", p)?.into(),
+        );
     }
     if let Some(n) = &a.first_name {
         attributes.insert("first_name".into(), n.clone().into());
@@ -80,14 +83,21 @@ pub fn create(a: CreateProfileArgs) -> Result<Profile, Error> {
     }
     // ProfileCreateQuery: data.type and data.attributes are required.
     let body = json!({"data": {"type": "profile", "attributes": attributes}});
-    let reply = http::send(&Request::with_body(Verb::Post, "/api/profiles".into(), body))?;
+    let reply = http::send(&Request::with_body(
+        Verb::Post,
+        "/api/profiles".into(),
+        body,
+    ))?;
     Ok(to_profile(jsonapi::one(reply)?))
 }
 
 /// `get-profile`.
 pub fn get(a: GetProfileArgs) -> Result<Profile, Error> {
     let id = args::id("profile_id", &a.profile_id)?;
-    let reply = http::send(&Request::get(format!("/api/profiles/{}", http::encode(&id))))?;
+    let reply = http::send(&Request::get(format!(
+        "/api/profiles/{}",
+        http::encode(&id)
+    )))?;
     Ok(to_profile(jsonapi::one(reply)?))
 }
 
@@ -99,7 +109,10 @@ pub fn update(a: UpdateProfileArgs) -> Result<Profile, Error> {
         attributes.insert("email".into(), args::email("email", e)?.into());
     }
     if let Some(p) = &a.phone_number {
-        attributes.insert("phone_number".into(), args::phone("phone_number", p)?.into());
+        attributes.insert(
+            "phone_number".into(),
+            args::phone("phone_number", p)?.into(),
+        );
     }
     if let Some(n) = &a.first_name {
         attributes.insert("first_name".into(), n.clone().into());
@@ -114,14 +127,18 @@ pub fn update(a: UpdateProfileArgs) -> Result<Profile, Error> {
     if attributes.is_empty() {
         return Err(args::invalid(
             "profile_id",
-            "nothing to update: give at least one of email, phone_number, first_name, last_name, properties",
+            "nothing to change for profile_id: give at least one of email, phone_number, first_name, last_name, properties",
         ));
     }
     // ProfilePartialUpdateQuery: data.type, data.id (equal to the path id) and data.attributes
     // are all required; attributes left out are not changed.
     let body = json!({"data": {"type": "profile", "id": id, "attributes": attributes}});
     let path = format!("/api/profiles/{}", http::encode(&id));
-    Ok(to_profile(jsonapi::one(http::send(&Request::with_body(Verb::Patch, path, body))?)?))
+    Ok(to_profile(jsonapi::one(http::send(&Request::with_body(
+        Verb::Patch,
+        path,
+        body,
+    ))?)?))
 }
 
 /// `list-profiles`.

@@ -10,13 +10,20 @@ use crate::{Error, SubscribeProfileArgs, SubscriptionAccepted, args};
 pub fn subscribe(a: SubscribeProfileArgs) -> Result<SubscriptionAccepted, Error> {
     let list_id = args::id("list_id", &a.list_id)?;
     let email = args::email("email", &a.email)?;
-    let phone = a.phone_number.as_deref().map(|p| args::phone("phone_number", p)).transpose()?;
+    let phone = a
+        .phone_number
+        .as_deref()
+        .map(|p| args::phone("phone_number", p))
+        .transpose()?;
     let consented_at = match a.consented_at.as_deref() {
         Some(t) => {
             let (text, unix) = args::datetime("consented_at", t)?;
             // The spec: with historical_import, consented_at is required and must be in the past.
             if unix > args::now_unix() {
-                return Err(args::invalid("consented_at", "consented_at must be in the past"));
+                return Err(args::invalid(
+                    "consented_at",
+                    "consented_at must be in the past",
+                ));
             }
             Some(text)
         }
@@ -54,5 +61,10 @@ pub fn subscribe(a: SubscribeProfileArgs) -> Result<SubscriptionAccepted, Error>
     }});
     let path = "/api/profile-subscription-bulk-create-jobs".to_string();
     http::send(&Request::with_body(Verb::Post, path, body))?;
-    Ok(SubscriptionAccepted { accepted: true, list_id, email, phone_number: phone })
+    Ok(SubscriptionAccepted {
+        accepted: true,
+        list_id,
+        email,
+        phone_number: phone,
+    })
 }

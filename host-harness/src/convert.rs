@@ -43,7 +43,13 @@ pub fn type_name(ty: &Type) -> String {
         Type::String | Type::Char => "string".into(),
         Type::List(l) => format!("array of {}", type_name(&l.ty())),
         Type::Record(_) => "table".into(),
-        Type::Enum(e) => format!("one of {}", e.names().map(|n| format!("\"{}\"", snake(n))).collect::<Vec<_>>().join(", ")),
+        Type::Enum(e) => format!(
+            "one of {}",
+            e.names()
+                .map(|n| format!("\"{}\"", snake(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Type::Option(o) => type_name(&o.ty()),
         _ => "value".into(),
     }
@@ -75,7 +81,10 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 fn err(field: &str, message: impl Into<String>) -> ArgumentError {
-    ArgumentError { field: field.to_string(), message: message.into() }
+    ArgumentError {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Convert the argument object of a function into its WIT argument record.
@@ -87,7 +96,15 @@ pub fn args_to_val(ty: &Type, args: &Value) -> Result<Val, ArgumentError> {
     let object = match args {
         Value::Object(m) => m,
         Value::Null => &empty,
-        other => return Err(err("args", format!("arguments must be a table of named values, got {}", json_kind(other)))),
+        other => {
+            return Err(err(
+                "args",
+                format!(
+                    "arguments must be a table of named values, got {}",
+                    json_kind(other)
+                ),
+            ));
+        }
     };
     let names: Vec<String> = record.fields().map(|f| snake(f.name)).collect();
     for key in object.keys() {
@@ -101,11 +118,20 @@ pub fn args_to_val(ty: &Type, args: &Value) -> Result<Val, ArgumentError> {
     let mut fields = Vec::with_capacity(names.len());
     for field in record.fields() {
         let name = snake(field.name);
-        let given = object.get(&name).or_else(|| object.get(field.name)).filter(|v| !v.is_null());
+        let given = object
+            .get(&name)
+            .or_else(|| object.get(field.name))
+            .filter(|v| !v.is_null());
         let val = match (&field.ty, given) {
             (Type::Option(_), None) => Val::Option(None),
             (_, None) => {
-                return Err(err(&name, format!("missing required argument `{name}` ({})", type_name(&field.ty))));
+                return Err(err(
+                    &name,
+                    format!(
+                        "missing required argument `{name}` ({})",
+                        type_name(&field.ty)
+                    ),
+                ));
             }
             (ty, Some(v)) => value_to_val(ty, v, &name)?,
         };
@@ -126,7 +152,16 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 fn value_to_val(ty: &Type, v: &Value, field: &str) -> Result<Val, ArgumentError> {
-    let expected = || err(field, format!("`{field}` must be {}, got {}", article(&type_name(ty)), json_kind(v)));
+    let expected = || {
+        err(
+            field,
+            format!(
+                "`{field}` must be {}, got {}",
+                article(&type_name(ty)),
+                json_kind(v)
+            ),
+        )
+    };
     Ok(match ty {
         Type::Option(o) => match v {
             Value::Null => Val::Option(None),
@@ -136,7 +171,9 @@ fn value_to_val(ty: &Type, v: &Value, field: &str) -> Result<Val, ArgumentError>
             Value::String(s) => Val::String(s.clone()),
             // A table for a JSON-object field is sent as its JSON text.
             Value::Object(_) if is_json_object_text(field) => Val::String(v.to_string()),
-            Value::Array(a) if is_json_object_text(field) && a.is_empty() => Val::String("{}".into()),
+            Value::Array(a) if is_json_object_text(field) && a.is_empty() => {
+                Val::String("{}".into())
+            }
             _ => return Err(expected()),
         },
         Type::Bool => Val::Bool(v.as_bool().ok_or_else(expected)?),
@@ -145,24 +182,41 @@ fn value_to_val(ty: &Type, v: &Value, field: &str) -> Result<Val, ArgumentError>
         Type::U32 => Val::U32(integer(v, field, 0, u32::MAX as i128).ok_or_else(expected)?? as u32),
         Type::U16 => Val::U16(integer(v, field, 0, u16::MAX as i128).ok_or_else(expected)?? as u16),
         Type::U8 => Val::U8(integer(v, field, 0, u8::MAX as i128).ok_or_else(expected)?? as u8),
-        Type::S64 => Val::S64(integer(v, field, i64::MIN as i128, i64::MAX as i128).ok_or_else(expected)?? as i64),
-        Type::S32 => Val::S32(integer(v, field, i32::MIN as i128, i32::MAX as i128).ok_or_else(expected)?? as i32),
+        Type::S64 => Val::S64(
+            integer(v, field, i64::MIN as i128, i64::MAX as i128).ok_or_else(expected)?? as i64,
+        ),
+        Type::S32 => Val::S32(
+            integer(v, field, i32::MIN as i128, i32::MAX as i128).ok_or_else(expected)?? as i32,
+        ),
         Type::Enum(e) => {
             let s = v.as_str().ok_or_else(expected)?;
             let wanted = kebab(&s.to_ascii_lowercase());
             match e.names().find(|n| *n == wanted) {
                 Some(n) => Val::Enum(n.to_string()),
-                None => return Err(err(field, format!("`{field}` must be {}, got {s:?}", type_name(ty)))),
+                None => {
+                    return Err(err(
+                        field,
+                        format!("`{field}` must be {}, got {s:?}", type_name(ty)),
+                    ));
+                }
             }
         }
         Type::Record(_) => args_to_val(ty, v)?,
         Type::List(l) => match v {
-            Value::Array(items) => {
-                Val::List(items.iter().map(|i| value_to_val(&l.ty(), i, field)).collect::<Result<_, _>>()?)
-            }
+            Value::Array(items) => Val::List(
+                items
+                    .iter()
+                    .map(|i| value_to_val(&l.ty(), i, field))
+                    .collect::<Result<_, _>>()?,
+            ),
             _ => return Err(expected()),
         },
-        _ => return Err(err(field, format!("`{field}` has a type this host cannot convert"))),
+        _ => {
+            return Err(err(
+                field,
+                format!("`{field}` has a type this host cannot convert"),
+            ));
+        }
     })
 }
 
@@ -190,7 +244,10 @@ fn integer(v: &Value, field: &str, min: i128, max: i128) -> Option<Result<i128, 
         f as i128
     };
     if n < min || n > max {
-        return Some(Err(err(field, format!("`{field}` must be between {min} and {max}, got {n}"))));
+        return Some(Err(err(
+            field,
+            format!("`{field}` must be between {min} and {max}, got {n}"),
+        )));
     }
     Some(Ok(n))
 }
@@ -221,7 +278,8 @@ pub fn val_to_json(val: &Val) -> Value {
                     let key = snake(name);
                     let value = match v {
                         Val::String(text) if is_json_object_text(&key) => {
-                            serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.clone()))
+                            serde_json::from_str::<Value>(text)
+                                .unwrap_or_else(|_| Value::String(text.clone()))
                         }
                         other => val_to_json(other),
                     };
@@ -256,13 +314,22 @@ mod tests {
     fn suggestions() {
         assert_eq!(suggest("emial", ["email", "phone_number"]), Some("email"));
         assert_eq!(suggest("first", ["email", "first_name"]), None);
-        assert_eq!(suggest("frist_name", ["email", "first_name"]), Some("first_name"));
+        assert_eq!(
+            suggest("frist_name", ["email", "first_name"]),
+            Some("first_name")
+        );
     }
 
     #[test]
     fn integers_accept_integral_floats_only() {
-        assert!(matches!(integer(&serde_json::json!(20.0), "limit", 0, 100), Some(Ok(20))));
+        assert!(matches!(
+            integer(&serde_json::json!(20.0), "limit", 0, 100),
+            Some(Ok(20))
+        ));
         assert!(integer(&serde_json::json!(2.5), "limit", 0, 100).is_none());
-        assert!(matches!(integer(&serde_json::json!(-1), "limit", 0, 100), Some(Err(_))));
+        assert!(matches!(
+            integer(&serde_json::json!(-1), "limit", 0, 100),
+            Some(Err(_))
+        ));
     }
 }

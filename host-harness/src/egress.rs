@@ -72,13 +72,21 @@ pub struct BaseUrl {
 impl BaseUrl {
     /// Parse `http(s)://host[:port][/prefix]`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let uri: Uri = text.trim().parse().map_err(|e| format!("invalid base URL {text:?}: {e}"))?;
-        let scheme = uri.scheme().cloned().ok_or_else(|| format!("base URL {text:?} has no scheme"))?;
+        let uri: Uri = text
+            .trim()
+            .parse()
+            .map_err(|e| format!("invalid base URL {text:?}: {e}"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| format!("base URL {text:?} has no scheme"))?;
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(format!("base URL {text:?} must be http or https"));
         }
-        let authority =
-            uri.authority().cloned().ok_or_else(|| format!("base URL {text:?} has no host"))?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("base URL {text:?} has no host"))?;
         if authority.as_str().contains('@') {
             return Err(format!("base URL {text:?} must not carry credentials"));
         }
@@ -86,7 +94,11 @@ impl BaseUrl {
             return Err(format!("base URL {text:?} must not have a query"));
         }
         let prefix = uri.path().trim_end_matches('/').to_string();
-        Ok(BaseUrl { scheme, authority, prefix })
+        Ok(BaseUrl {
+            scheme,
+            authority,
+            prefix,
+        })
     }
 
     /// The URL as text.
@@ -115,7 +127,11 @@ pub struct Account {
 impl Account {
     /// An account at `base_url`.
     pub fn new(name: impl Into<String>, api_key: ApiKey, base_url: &str) -> Result<Self, String> {
-        Ok(Account { name: name.into(), api_key, base_url: BaseUrl::parse(base_url)? })
+        Ok(Account {
+            name: name.into(),
+            api_key,
+            base_url: BaseUrl::parse(base_url)?,
+        })
     }
 }
 
@@ -171,14 +187,20 @@ pub struct EgressHooks {
 impl EgressHooks {
     /// Hooks for a call made for `account`.
     pub fn new(account: Account, limits: EgressLimits, log: ExchangeLog) -> Self {
-        EgressHooks { account, limits, log }
+        EgressHooks {
+            account,
+            limits,
+            log,
+        }
     }
 }
 
 /// Whether a guest request addresses the one origin it may: `https://a.klaviyo.com[:443]`.
 fn addresses_klaviyo(uri: &Uri) -> bool {
     uri.scheme() == Some(&Scheme::HTTPS)
-        && uri.host().is_some_and(|h| h.eq_ignore_ascii_case(KLAVIYO_HOST))
+        && uri
+            .host()
+            .is_some_and(|h| h.eq_ignore_ascii_case(KLAVIYO_HOST))
         && matches!(uri.port_u16(), None | Some(443))
 }
 
@@ -198,7 +220,9 @@ type SendFuture = Box<
 impl WasiHttpHooks for EgressHooks {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
         // The key is the host's to add: a guest-set Authorization is refused outright.
-        Arc::new(|name: &HeaderName| *name == AUTHORIZATION || DEFAULT_FORBIDDEN_HEADERS.contains(name))
+        Arc::new(|name: &HeaderName| {
+            *name == AUTHORIZATION || DEFAULT_FORBIDDEN_HEADERS.contains(name)
+        })
     }
 
     fn send_request(
@@ -208,16 +232,25 @@ impl WasiHttpHooks for EgressHooks {
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> SendFuture {
         let method = request.method().to_string();
-        let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         let log = self.log.clone();
         if !addresses_klaviyo(request.uri()) {
-            log.lock().unwrap_or_else(|p| p.into_inner()).push(Exchange {
-                method,
-                path,
-                status: None,
-                error: Some(format!("denied: {} is not {KLAVIYO_HOST}", request.uri().host().unwrap_or("?"))),
-                duration: Duration::ZERO,
-            });
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Exchange {
+                    method,
+                    path,
+                    status: None,
+                    error: Some(format!(
+                        "denied: {} is not {KLAVIYO_HOST}",
+                        request.uri().host().unwrap_or("?")
+                    )),
+                    duration: Duration::ZERO,
+                });
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
 
@@ -236,9 +269,10 @@ impl WasiHttpHooks for EgressHooks {
         if let Ok(host) = HeaderValue::from_str(base.authority.as_str()) {
             headers.insert(HOST, host);
         }
-        let Ok(mut credentials) =
-            HeaderValue::from_str(&format!("Klaviyo-API-Key {}", self.account.api_key.expose()))
-        else {
+        let Ok(mut credentials) = HeaderValue::from_str(&format!(
+            "Klaviyo-API-Key {}",
+            self.account.api_key.expose()
+        )) else {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         };
         credentials.set_sensitive(true);
@@ -265,7 +299,13 @@ impl WasiHttpHooks for EgressHooks {
             let result = match sent {
                 Ok((response, io)) => {
                     exchange.status = Some(response.status().as_u16());
-                    let response = response.map(|b| CappedBody { inner: b.boxed_unsync(), left: max_bytes }.boxed_unsync());
+                    let response = response.map(|b| {
+                        CappedBody {
+                            inner: b.boxed_unsync(),
+                            left: max_bytes,
+                        }
+                        .boxed_unsync()
+                    });
                     Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
                 }
                 Err(e) => {
@@ -299,7 +339,9 @@ impl Body for CappedBody {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > self.left {
-                        return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseBodySize(None))));
+                        return Poll::Ready(Some(Err(
+                            wasmtime_wasi_http::Error::HttpResponseBodySize(None),
+                        )));
                     }
                     self.left -= len;
                 }
@@ -328,8 +370,12 @@ mod tests {
 
     #[test]
     fn only_klaviyo_over_https_is_addressable() {
-        assert!(addresses_klaviyo(&"https://a.klaviyo.com/api/profiles".parse().unwrap()));
-        assert!(addresses_klaviyo(&"https://A.KLAVIYO.COM:443/api".parse().unwrap()));
+        assert!(addresses_klaviyo(
+            &"https://a.klaviyo.com/api/profiles".parse().unwrap()
+        ));
+        assert!(addresses_klaviyo(
+            &"https://A.KLAVIYO.COM:443/api".parse().unwrap()
+        ));
         for denied in [
             "http://a.klaviyo.com/api",
             "https://a.klaviyo.com:8443/api",

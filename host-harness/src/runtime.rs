@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Type, Val};
+use wasmtime::component::{
+    Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Type, Val,
+};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -93,7 +95,10 @@ impl CallError {
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("code".into(), self.code.clone().into());
-        m.insert("status".into(), self.status.map_or(Value::Null, Value::from));
+        m.insert(
+            "status".into(),
+            self.status.map_or(Value::Null, Value::from),
+        );
         m.insert("message".into(), self.message.clone().into());
         m.insert("function".into(), self.function.clone().into());
         for (k, v) in &self.details {
@@ -105,22 +110,41 @@ impl CallError {
     /// Build from the component's `error` record (already converted to JSON).
     fn from_component(function: &str, record: Value) -> Self {
         let Value::Object(mut m) = record else {
-            return CallError::new("internal", function, "the component returned a malformed error");
+            return CallError::new(
+                "internal",
+                function,
+                "the component returned a malformed error",
+            );
         };
-        let kind = m.remove("kind").and_then(|k| k.as_str().map(str::to_owned)).unwrap_or_default();
+        let kind = m
+            .remove("kind")
+            .and_then(|k| k.as_str().map(str::to_owned))
+            .unwrap_or_default();
         let code = match kind.as_str() {
             "forbidden" => "permission_denied".to_string(),
             "server" => "server_error".to_string(),
             other => other.to_string(),
         };
-        let message = m.remove("message").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        let status = m.remove("status").and_then(|v| v.as_u64()).map(|s| s as u16);
+        let message = m
+            .remove("message")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let status = m
+            .remove("status")
+            .and_then(|v| v.as_u64())
+            .map(|s| s as u16);
         // Klaviyo's own code would clash with ours: keep it under its own name.
         if let Some(k) = m.remove("code") {
             m.insert("klaviyo_code".into(), k);
         }
         m.retain(|_, v| !v.is_null());
-        CallError { code, status, message, function: function.into(), details: m }
+        CallError {
+            code,
+            status,
+            message,
+            function: function.into(),
+            details: m,
+        }
     }
 }
 
@@ -169,13 +193,20 @@ struct CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -183,13 +214,14 @@ impl WasiHttpView for CallState {
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
+    config: Arc<RuntimeConfig>,
 }
 
+/// What is compiled once and shared by every call.
 struct Inner {
     engine: Engine,
     pre: InstancePre<CallState>,
     functions: BTreeMap<String, FunctionInfo>,
-    config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -220,16 +252,34 @@ impl Runtime {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
         let ticking = engine.weak();
-        std::thread::Builder::new().name("kosmo-epoch".into()).spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                match ticking.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
+        std::thread::Builder::new()
+            .name("kosmo-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match ticking.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
                 }
-            }
-        })?;
-        Ok(Runtime { inner: Arc::new(Inner { engine, pre, functions, config, ticker_stop }) })
+            })?;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                pre,
+                functions,
+                ticker_stop,
+            }),
+            config: Arc::new(config),
+        })
+    }
+
+    /// The same compiled component with other limits (no recompilation).
+    pub fn with_config(&self, config: RuntimeConfig) -> Runtime {
+        Runtime {
+            inner: self.inner.clone(),
+            config: Arc::new(config),
+        }
     }
 
     /// The exported functions, by short name.
@@ -246,33 +296,60 @@ impl Runtime {
 
     /// The limits calls run with.
     pub fn config(&self) -> &RuntimeConfig {
-        &self.inner.config
+        &self.config
     }
 
     /// Call `function` for `account` with JSON arguments.
-    pub async fn call(&self, account: &Account, function: &str, args: &Value) -> Result<Value, CallError> {
+    pub async fn call(
+        &self,
+        account: &Account,
+        function: &str,
+        args: &Value,
+    ) -> Result<Value, CallError> {
         self.call_with_log(account, function, args).await.result
     }
 
     /// Like [`Runtime::call`], and also report the HTTP exchanges and the duration.
-    pub async fn call_with_log(&self, account: &Account, function: &str, args: &Value) -> CallOutcome {
+    pub async fn call_with_log(
+        &self,
+        account: &Account,
+        function: &str,
+        args: &Value,
+    ) -> CallOutcome {
         let started = Instant::now();
         let log: ExchangeLog = Arc::new(Mutex::new(Vec::new()));
         let result = self.run(account, function, args, log.clone()).await;
         let exchanges = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
-        CallOutcome { result, exchanges, duration: started.elapsed() }
+        CallOutcome {
+            result,
+            exchanges,
+            duration: started.elapsed(),
+        }
     }
 
-    async fn run(&self, account: &Account, function: &str, args: &Value, log: ExchangeLog) -> Result<Value, CallError> {
+    async fn run(
+        &self,
+        account: &Account,
+        function: &str,
+        args: &Value,
+        log: ExchangeLog,
+    ) -> Result<Value, CallError> {
         let Some(info) = self.function(function) else {
             let names = self.inner.functions.keys().map(String::as_str);
-            let hint = convert::suggest(function, names).map(|s| format!(" Did you mean {s}?")).unwrap_or_default();
-            return Err(CallError::new("unknown_function", function, format!("Unknown function: {function}.{hint}")));
+            let hint = convert::suggest(function, names)
+                .map(|s| format!(" Did you mean {s}?"))
+                .unwrap_or_default();
+            return Err(CallError::new(
+                "unknown_function",
+                function,
+                format!("Unknown function: {function}.{hint}"),
+            ));
         };
         let name = info.name.clone();
-        let arg = convert::args_to_val(&info.args, args).map_err(|e| CallError::argument(&name, e))?;
+        let arg =
+            convert::args_to_val(&info.args, args).map_err(|e| CallError::argument(&name, e))?;
 
-        let config = &self.inner.config;
+        let config = &*self.config;
         let state = CallState {
             // Nothing is granted: no environment, arguments, preopens, stdio or sockets.
             wasi: WasiCtxBuilder::new().build(),
@@ -304,16 +381,28 @@ impl Runtime {
                 return Err(CallError::new(
                     "timeout",
                     &name,
-                    format!("the call did not finish within {} s", config.call_timeout.as_secs_f64()),
+                    format!(
+                        "the call did not finish within {} s",
+                        config.call_timeout.as_secs_f64()
+                    ),
                 ));
             }
             Ok(Err(trap)) => return Err(trap_error(&name, &trap, config)),
             Ok(Ok(results)) => results,
         };
         match &results[0] {
-            Val::Result(Ok(value)) => Ok(value.as_deref().map_or(Value::Null, convert::val_to_json)),
-            Val::Result(Err(Some(error))) => Err(CallError::from_component(&name, convert::val_to_json(error))),
-            _ => Err(CallError::new("internal", &name, "the component returned an unexpected value")),
+            Val::Result(Ok(value)) => {
+                Ok(value.as_deref().map_or(Value::Null, convert::val_to_json))
+            }
+            Val::Result(Err(Some(error))) => Err(CallError::from_component(
+                &name,
+                convert::val_to_json(error),
+            )),
+            _ => Err(CallError::new(
+                "internal",
+                &name,
+                "the component returned an unexpected value",
+            )),
         }
     }
 }
@@ -326,7 +415,10 @@ fn trap_error(function: &str, trap: &wasmtime::Error, config: &RuntimeConfig) ->
             return CallError::new(
                 "cpu_limit",
                 function,
-                format!("the plugin used more than its CPU budget of {} s", config.cpu_budget.as_secs_f64()),
+                format!(
+                    "the plugin used more than its CPU budget of {} s",
+                    config.cpu_budget.as_secs_f64()
+                ),
             );
         }
     }
@@ -334,26 +426,46 @@ fn trap_error(function: &str, trap: &wasmtime::Error, config: &RuntimeConfig) ->
         return CallError::new(
             "memory_limit",
             function,
-            format!("the plugin exceeded its memory limit of {} bytes", config.memory_limit_bytes),
+            format!(
+                "the plugin exceeded its memory limit of {} bytes",
+                config.memory_limit_bytes
+            ),
         );
     }
-    CallError::new("plugin_trap", function, format!("the plugin failed: {}", text.lines().next().unwrap_or("trap")))
+    CallError::new(
+        "plugin_trap",
+        function,
+        format!(
+            "the plugin failed: {}",
+            text.lines().next().unwrap_or("trap")
+        ),
+    )
 }
 
 /// The interface's functions, with their argument and result types.
-fn exported_functions(engine: &Engine, component: &Component) -> wasmtime::Result<BTreeMap<String, FunctionInfo>> {
+fn exported_functions(
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<BTreeMap<String, FunctionInfo>> {
     let interface = component
         .get_export_index(None, INTERFACE)
         .ok_or_else(|| wasmtime::format_err!("the component does not export {INTERFACE}"))?;
     let ty = component.component_type();
-    let Some((_, ComponentExtern { ty: ComponentItem::ComponentInstance(instance), .. })) =
-        ty.exports(engine).find(|(n, _)| *n == INTERFACE)
+    let Some((
+        _,
+        ComponentExtern {
+            ty: ComponentItem::ComponentInstance(instance),
+            ..
+        },
+    )) = ty.exports(engine).find(|(n, _)| *n == INTERFACE)
     else {
         wasmtime::bail!("{INTERFACE} is not an instance export");
     };
     let mut functions = BTreeMap::new();
     for (wit_name, item) in instance.exports(engine) {
-        let ComponentItem::ComponentFunc(func) = item.ty else { continue };
+        let ComponentItem::ComponentFunc(func) = item.ty else {
+            continue;
+        };
         let params: Vec<(&str, Type)> = func.params().collect();
         let mut results = func.results();
         let ([(_, args)], Some(result)) = (params.as_slice(), results.next()) else {
@@ -365,7 +477,13 @@ fn exported_functions(engine: &Engine, component: &Component) -> wasmtime::Resul
         let name = convert::snake(wit_name);
         functions.insert(
             name.clone(),
-            FunctionInfo { name, wit_name: wit_name.to_string(), args: args.clone(), result, export },
+            FunctionInfo {
+                name,
+                wit_name: wit_name.to_string(),
+                args: args.clone(),
+                result,
+                export,
+            },
         );
     }
     Ok(functions)
