@@ -1,12 +1,11 @@
 //! The component runtime: compile the Klaviyo component once, then run any of its functions
 //! for any account, each call in a fresh `Store` bound to that account (isolation between
-//! tenants), with a memory cap, a CPU budget (epochs) and a wall-clock deadline.
+//! tenants), with a memory cap, a CPU budget (fuel) and a wall-clock deadline.
 //!
 //! Arguments and results are JSON values converted through the component's WIT types
 //! ([`crate::convert`]); where requests may go is [`crate::egress`]'s business.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,17 +27,16 @@ pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/klaviyo.w
 /// The WIT interface the component exports.
 pub const INTERFACE: &str = "kosmo:klaviyo/klaviyo@0.1.0";
 
-/// How often the epoch ticks: the CPU budget's resolution.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
-
 /// Limits of every call.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
     /// Largest linear memory a call's instance may grow to.
     pub memory_limit_bytes: usize,
-    /// Guest CPU time a call may use (measured in epoch ticks; time blocked in host I/O or
-    /// backoff sleeps does not count).
-    pub cpu_budget: Duration,
+    /// Guest work a call may do, in wasmtime fuel (about one unit per wasm instruction). Fuel
+    /// is spent only while guest code runs: time blocked in HTTP or backoff sleeps is free,
+    /// which an epoch deadline (wall-clock, checked when the guest resumes) would not allow.
+    /// A real call uses well under a million.
+    pub fuel: u64,
     /// Wall-clock deadline of a whole call, retries included.
     pub call_timeout: Duration,
     /// Limits on each HTTP request.
@@ -49,7 +47,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             memory_limit_bytes: 64 * 1024 * 1024,
-            cpu_budget: Duration::from_secs(5),
+            fuel: 2_000_000_000,
             call_timeout: Duration::from_secs(60),
             egress: EgressLimits::default(),
         }
@@ -222,13 +220,6 @@ struct Inner {
     engine: Engine,
     pre: InstancePre<CallState>,
     functions: BTreeMap<String, FunctionInfo>,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
 }
 
 impl Runtime {
@@ -240,7 +231,7 @@ impl Runtime {
     /// Compile a given component (tests use fixture components).
     pub fn with_component(config: RuntimeConfig, wasm: &[u8]) -> wasmtime::Result<Self> {
         let mut wasmtime_config = Config::new();
-        wasmtime_config.epoch_interruption(true);
+        wasmtime_config.consume_fuel(true);
         let engine = Engine::new(&wasmtime_config)?;
         let component = Component::new(&engine, wasm)?;
         let mut linker = Linker::<CallState>::new(&engine);
@@ -249,26 +240,11 @@ impl Runtime {
         let pre = linker.instantiate_pre(&component)?;
         let functions = exported_functions(&engine, &component)?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let stop = ticker_stop.clone();
-        let ticking = engine.weak();
-        std::thread::Builder::new()
-            .name("kosmo-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match ticking.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
                 pre,
                 functions,
-                ticker_stop,
             }),
             config: Arc::new(config),
         })
@@ -364,8 +340,9 @@ impl Runtime {
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (config.cpu_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        store
+            .set_fuel(config.fuel)
+            .map_err(|e| CallError::new("internal", &name, e.to_string()))?;
 
         let call = async {
             let instance = self.inner.pre.instantiate_async(&mut store).await?;
@@ -411,13 +388,13 @@ impl Runtime {
 fn trap_error(function: &str, trap: &wasmtime::Error, config: &RuntimeConfig) -> CallError {
     let text = format!("{trap:#}");
     if let Some(t) = trap.downcast_ref::<wasmtime::Trap>() {
-        if *t == wasmtime::Trap::Interrupt {
+        if *t == wasmtime::Trap::OutOfFuel {
             return CallError::new(
                 "cpu_limit",
                 function,
                 format!(
-                    "the plugin used more than its CPU budget of {} s",
-                    config.cpu_budget.as_secs_f64()
+                    "the plugin used more than its CPU budget of {} fuel",
+                    config.fuel
                 ),
             );
         }
