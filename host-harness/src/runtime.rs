@@ -5,11 +5,12 @@
 //! Arguments and results are JSON values converted through the component's WIT types
 //! ([`crate::convert`]); where requests may go is [`crate::egress`]'s business.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
 use wasmtime::component::{
     Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Type, Val,
@@ -18,6 +19,7 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::cache;
 use crate::convert::{self, ArgumentError};
 use crate::egress::{Account, EgressHooks, EgressLimits, Exchange, ExchangeLog};
 
@@ -41,6 +43,13 @@ pub struct RuntimeConfig {
     pub call_timeout: Duration,
     /// Limits on each HTTP request.
     pub egress: EgressLimits,
+    /// Calls of one account that may run at once; more wait their turn, so one busy tenant
+    /// cannot take every connection and instance from the others (and stays within Klaviyo's
+    /// per-account rate limits sooner).
+    pub max_concurrent_calls_per_account: usize,
+    /// Where compiled components are cached (`$KOSMO_HOME/cache` for the CLI); `None`
+    /// compiles in memory every time.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -50,6 +59,8 @@ impl Default for RuntimeConfig {
             fuel: 2_000_000_000,
             call_timeout: Duration::from_secs(60),
             egress: EgressLimits::default(),
+            max_concurrent_calls_per_account: 16,
+            cache_dir: None,
         }
     }
 }
@@ -220,6 +231,8 @@ struct Inner {
     engine: Engine,
     pre: InstancePre<CallState>,
     functions: BTreeMap<String, FunctionInfo>,
+    /// One semaphore per account name, created on first use.
+    tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Runtime {
@@ -233,7 +246,10 @@ impl Runtime {
         let mut wasmtime_config = Config::new();
         wasmtime_config.consume_fuel(true);
         let engine = Engine::new(&wasmtime_config)?;
-        let component = Component::new(&engine, wasm)?;
+        let component = match &config.cache_dir {
+            Some(dir) => cache::load_or_compile(&engine, wasm, dir)?,
+            None => Component::new(&engine, wasm)?,
+        };
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -245,6 +261,7 @@ impl Runtime {
                 engine,
                 pre,
                 functions,
+                tenants: Mutex::new(HashMap::new()),
             }),
             config: Arc::new(config),
         })
@@ -268,6 +285,15 @@ impl Runtime {
     pub fn function(&self, name: &str) -> Option<&FunctionInfo> {
         let short = name.strip_prefix("klaviyo_").unwrap_or(name);
         self.inner.functions.get(&convert::snake(short))
+    }
+
+    fn tenant(&self, account: &str) -> Arc<Semaphore> {
+        let mut tenants = self.inner.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let permits = self.config.max_concurrent_calls_per_account.max(1);
+        tenants
+            .entry(account.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+            .clone()
     }
 
     /// The limits calls run with.
@@ -294,7 +320,15 @@ impl Runtime {
     ) -> CallOutcome {
         let started = Instant::now();
         let log: ExchangeLog = Arc::new(Mutex::new(Vec::new()));
-        let result = self.run(account, function, args, log.clone()).await;
+        let tenant = self.tenant(&account.name);
+        let result = match tenant.acquire().await {
+            Ok(_permit) => self.run(account, function, args, log.clone()).await,
+            Err(_) => Err(CallError::new(
+                "internal",
+                function,
+                "the account's call queue closed",
+            )),
+        };
         let exchanges = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
         CallOutcome {
             result,

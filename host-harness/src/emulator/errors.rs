@@ -16,9 +16,14 @@ pub(crate) enum Source {
     None,
 }
 
-/// One error, rendered as one element of `errors`.
+/// One error, rendered as one element of `errors`. Boxed, so `Result<_, ApiError>` stays
+/// small on the happy path.
 #[derive(Clone, Debug)]
-pub(crate) struct ApiError {
+pub(crate) struct ApiError(Box<ErrorFields>);
+
+/// The fields of an [`ApiError`] (reached through `Deref`).
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorFields {
     pub status: u16,
     pub code: String,
     pub title: String,
@@ -30,9 +35,22 @@ pub(crate) struct ApiError {
     pub headers: Vec<(&'static str, String)>,
 }
 
+impl std::ops::Deref for ApiError {
+    type Target = ErrorFields;
+    fn deref(&self) -> &ErrorFields {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorFields {
+        &mut self.0
+    }
+}
+
 impl ApiError {
     pub fn new(status: u16, code: &str, title: &str, detail: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(ErrorFields {
             status,
             code: code.to_string(),
             title: title.to_string(),
@@ -41,7 +59,7 @@ impl ApiError {
             links: Map::new(),
             meta: Map::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     pub fn with_source(mut self, source: Source) -> Self {

@@ -263,10 +263,10 @@ fn bare_literal(word: &str) -> Result<Literal> {
         "null" => return Ok(Literal::Null),
         _ => {}
     }
-    if let Ok(n) = word.parse::<f64>() {
-        if n.is_finite() {
-            return Ok(Literal::Num(n));
-        }
+    if let Ok(n) = word.parse::<f64>()
+        && n.is_finite()
+    {
+        return Ok(Literal::Num(n));
     }
     if let Some(t) = time::parse_iso(word) {
         return Ok(Literal::DateTime(t));

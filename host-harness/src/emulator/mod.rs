@@ -131,7 +131,7 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The JSON body, if one was sent and parsed.
     pub body: Option<serde_json::Value>,
-    /// The status answered (0 when the connection was dropped).
+    /// The status answered (0 while in flight or when the connection was dropped).
     pub status: u16,
     /// The `operationId` the request matched, e.g. `get_profiles`.
     pub operation: Option<String>,
@@ -172,34 +172,20 @@ impl Emulator {
         self.shared.faults.push(api_key, fault);
     }
 
-    /// Every request received with this key (in order), with what validation said.
-    /// Requests without a usable `Authorization` header are recorded under `""`.
+    /// Every request received with this key (in arrival order), with what validation said.
+    /// Requests without a usable `Authorization` header are recorded under `""`. A request
+    /// still in flight (or dropped by a fault) has status 0.
     pub fn requests(&self, api_key: &str) -> Vec<RecordedRequest> {
-        let records = self
-            .shared
-            .records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        records.get(api_key).cloned().unwrap_or_default()
+        self.shared.requests(api_key)
     }
 
     /// Forget the recorded requests of this key (its account state stays).
     pub fn clear_requests(&self, api_key: &str) {
-        let mut records = self
-            .shared
-            .records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        records.remove(api_key);
+        self.shared.clear_requests(api_key);
     }
 
     /// Number of requests received for this key.
     pub fn request_count(&self, api_key: &str) -> usize {
-        let records = self
-            .shared
-            .records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        records.get(api_key).map_or(0, Vec::len)
+        self.shared.request_count(api_key)
     }
 }

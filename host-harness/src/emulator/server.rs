@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -35,7 +36,9 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     pub accounts: Mutex<HashMap<String, Account>>,
     pub faults: FaultQueues,
-    pub records: Mutex<HashMap<String, Vec<RecordedRequest>>>,
+    /// Per key, `(sequence, request)` in arrival order.
+    records: Mutex<HashMap<String, Vec<(u64, RecordedRequest)>>>,
+    next_seq: AtomicU64,
     pub rates: RateLimiter,
 }
 
@@ -47,13 +50,52 @@ impl Shared {
             accounts: Mutex::new(HashMap::new()),
             faults: FaultQueues::default(),
             records: Mutex::new(HashMap::new()),
+            next_seq: AtomicU64::new(0),
             rates: RateLimiter::default(),
         }
     }
 
-    fn record(&self, key: &str, rec: RecordedRequest) {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        records.entry(key.to_string()).or_default().push(rec);
+    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, RecordedRequest)>>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record a request on arrival (so records keep arrival order); returns its sequence.
+    fn arrived(&self, key: &str, rec: &RecordedRequest) -> u64 {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.records()
+            .entry(key.to_string())
+            .or_default()
+            .push((seq, rec.clone()));
+        seq
+    }
+
+    /// Replace the arrival record with the final one (unless it was cleared meanwhile).
+    fn answered(&self, key: &str, seq: u64, rec: RecordedRequest) {
+        let mut records = self.records();
+        let slot = records
+            .get_mut(key)
+            .and_then(|list| list.iter_mut().rev().find(|(s, _)| *s == seq));
+        if let Some((_, stored)) = slot {
+            *stored = rec;
+        }
+    }
+
+    /// The recorded requests of a key.
+    pub fn requests(&self, key: &str) -> Vec<RecordedRequest> {
+        self.records()
+            .get(key)
+            .map(|list| list.iter().map(|(_, r)| r.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Forget the recorded requests of a key.
+    pub fn clear_requests(&self, key: &str) {
+        self.records().remove(key);
+    }
+
+    /// How many requests a key has recorded.
+    pub fn request_count(&self, key: &str) -> usize {
+        self.records().get(key).map_or(0, Vec::len)
     }
 }
 
@@ -244,6 +286,7 @@ async fn handle(
 
     // Requests without a usable key are recorded under "" (no account can be chosen).
     let Some(key) = api_key(&parts.headers) else {
+        let seq = shared.arrived("", &rec);
         let (burst, steady) = DEFAULT_LIMITS;
         let rate = shared.rates.hit(
             "",
@@ -255,7 +298,7 @@ async fn handle(
         );
         let answer = Answer::error(vec![ApiError::not_authenticated()], Some(rate));
         rec.status = answer.status;
-        shared.record("", rec);
+        shared.answered("", seq, rec);
         return Ok(answer.into_response());
     };
 
@@ -263,6 +306,7 @@ async fn handle(
     if let Route::Found(op, _) = &route {
         rec.operation = Some(op.id.to_string());
     }
+    let seq = shared.arrived(&key, &rec);
 
     if let Some(fault) = shared.faults.pop(&key) {
         rec.fault = Some(faults::label(&fault));
@@ -281,7 +325,7 @@ async fn handle(
                 None
             }
             Fault::DropConnection => {
-                shared.record(&key, rec);
+                shared.answered(&key, seq, rec);
                 return Err(DropConnection);
             }
             Fault::Status {
@@ -307,7 +351,7 @@ async fn handle(
         };
         if let Some(answer) = answer {
             rec.status = answer.status;
-            shared.record(&key, rec);
+            shared.answered(&key, seq, rec);
             return Ok(answer.into_response());
         }
     }
@@ -321,7 +365,7 @@ async fn handle(
     };
     let answer = process(&shared, &key, &route, &view, &mut rec);
     rec.status = answer.status;
-    shared.record(&key, rec);
+    shared.answered(&key, seq, rec);
     Ok(answer.into_response())
 }
 
@@ -410,7 +454,9 @@ fn process(
             return Answer::error(vec![e], rate);
         }
     }
-    if let Some(Err(())) = req.body {
+    if op.has_body()
+        && let Some(Err(())) = req.body
+    {
         // Django REST framework's ParseError, which Klaviyo's API is built on (⚠ unverified).
         let e = ApiError::new(
             400,

@@ -390,6 +390,11 @@ impl Operation {
         }
     }
 
+    /// Does the operation take a request body?
+    pub(crate) fn has_body(&self) -> bool {
+        self.body.is_some()
+    }
+
     /// The declared query parameter of this name.
     pub(crate) fn query_param(&self, name: &str) -> Option<&Param> {
         self.params
@@ -582,10 +587,10 @@ fn leaf_errors(e: &ValidationError<'_>) -> Vec<(String, String)> {
         }
     }
     let mut pointer = e.instance_path.as_str().to_string();
-    if let ValidationErrorKind::Required { property } = &e.kind {
-        if let Some(p) = property.as_str() {
-            pointer = format!("{pointer}/{p}");
-        }
+    if let ValidationErrorKind::Required { property } = &e.kind
+        && let Some(p) = property.as_str()
+    {
+        pointer = format!("{pointer}/{p}");
     }
     if pointer.is_empty() {
         pointer.push('/');

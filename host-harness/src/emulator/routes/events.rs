@@ -68,11 +68,11 @@ fn resolve_profile(
                 .filter(|(k, _)| !IDENTIFIERS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            if let Some(p) = acct.profile_mut(&pid) {
-                if !rest.is_empty() {
-                    apply_attributes(p, &rest, &aptr)?;
-                    p.updated = ctx.now;
-                }
+            if let Some(p) = acct.profile_mut(&pid)
+                && !rest.is_empty()
+            {
+                apply_attributes(p, &rest, &aptr)?;
+                p.updated = ctx.now;
             }
             Ok(pid)
         }
@@ -215,21 +215,21 @@ fn included(ctx: &Ctx<'_>, acct: &Account, events: &[&Event]) -> Vec<Value> {
         }
     };
     for e in events {
-        if ctx.includes("metric") {
-            if let Some(m) = acct.metric(&e.metric_id) {
-                push(render::metric(m, &ctx.urls));
-            }
+        if ctx.includes("metric")
+            && let Some(m) = acct.metric(&e.metric_id)
+        {
+            push(render::metric(m, &ctx.urls));
         }
-        if ctx.includes("profile") {
-            if let Some(p) = acct.profile(&e.profile_id) {
-                push(render::profile(
-                    p,
-                    &ctx.urls,
-                    &render::PROFILE_RELS,
-                    &[],
-                    &[],
-                ));
-            }
+        if ctx.includes("profile")
+            && let Some(p) = acct.profile(&e.profile_id)
+        {
+            push(render::profile(
+                p,
+                &ctx.urls,
+                &render::PROFILE_RELS,
+                &[],
+                &[],
+            ));
         }
     }
     out

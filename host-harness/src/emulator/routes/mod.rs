@@ -134,8 +134,7 @@ impl Ctx<'_> {
 
     /// A top-level document: `data`, `links`, and `included` when `include` was asked for;
     /// sparse fieldsets (`fields[type]`) applied to every resource.
-    pub fn document(&self, mut data: Value, links: Value, included: Vec<Value>) -> Value {
-        let mut included = included;
+    pub fn document(&self, mut data: Value, links: Value, mut included: Vec<Value>) -> Value {
         match &mut data {
             Value::Array(items) => items.iter_mut().for_each(|r| self.fieldset(r)),
             single => self.fieldset(single),

@@ -197,10 +197,10 @@ pub(super) fn bulk_subscribe(ctx: &Ctx<'_>, acct: &mut Account) -> Result<Reply,
                 // profile will be created and then subscribed." (requestBody description)
                 let mut p = Profile::new(ctx.now);
                 p.set("email", item.email.clone());
-                if let Some(phone) = &item.phone {
-                    if acct.by_attr("phone_number", phone).is_none() {
-                        p.set("phone_number", Some(phone.clone()));
-                    }
+                if let Some(phone) = &item.phone
+                    && acct.by_attr("phone_number", phone).is_none()
+                {
+                    p.set("phone_number", Some(phone.clone()));
                 }
                 let id = p.id.clone();
                 acct.profiles.push(p);
@@ -233,10 +233,10 @@ pub(super) fn bulk_subscribe(ctx: &Ctx<'_>, acct: &mut Account) -> Result<Reply,
             }
             p.updated = ctx.now;
         }
-        if let Some(l) = list_id.and_then(|id| acct.list_mut(id)) {
-            if !l.members.iter().any(|(pid, _)| *pid == profile_id) {
-                l.members.push((profile_id.clone(), ctx.now));
-            }
+        if let Some(l) = list_id.and_then(|id| acct.list_mut(id))
+            && !l.members.iter().any(|(pid, _)| *pid == profile_id)
+        {
+            l.members.push((profile_id.clone(), ctx.now));
         }
     }
     Ok(Reply {

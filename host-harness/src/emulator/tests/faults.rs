@@ -100,6 +100,29 @@ async fn delay_fault_then_normal_answer() {
         emu.requests("pk_delay")[0].fault.as_deref(),
         Some("delay 300ms")
     );
+
+    // Records keep arrival order: a delayed request stays ahead of one answered before it.
+    emu.inject_fault("pk_delay", Fault::Delay(Duration::from_millis(200)));
+    let slow = c.get("/api/flows?page[size]=1");
+    let fast = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = c.get("/api/lists").await;
+        let in_flight = emu.requests("pk_delay");
+        assert_eq!(
+            in_flight[1].status, 0,
+            "the delayed request is recorded, unanswered"
+        );
+        r
+    };
+    let (slow, fast) = tokio::join!(slow, fast);
+    assert_eq!((slow.status, fast.status), (200, 200));
+    let recorded = emu.requests("pk_delay");
+    let ops: Vec<_> = recorded.iter().map(|r| r.operation.as_deref()).collect();
+    assert_eq!(
+        ops,
+        [Some("get_flows"), Some("get_flows"), Some("get_lists")]
+    );
+    assert_eq!(recorded[1].status, 200);
 }
 
 #[tokio::test]

@@ -1,0 +1,89 @@
+//! The runtime library as an agent host uses it: the compiled-component cache and
+//! per-account concurrency limits.
+
+use std::time::{Duration, Instant};
+
+use kosmo::emulator::{Emulator, Fault};
+use kosmo::{Account, ApiKey, Runtime, RuntimeConfig};
+use serde_json::json;
+
+#[test]
+fn compiled_components_are_cached_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
+    let first = Runtime::new(config.clone()).unwrap();
+    let artifacts: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert!(artifacts[0].extension().is_some_and(|e| e == "cwasm"));
+    let modified = std::fs::metadata(&artifacts[0])
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    let started = Instant::now();
+    let second = Runtime::new(config.clone()).unwrap();
+    let warm = started.elapsed();
+    assert_eq!(second.functions().count(), first.functions().count());
+    assert_eq!(
+        std::fs::metadata(&artifacts[0])
+            .unwrap()
+            .modified()
+            .unwrap(),
+        modified,
+        "not rewritten"
+    );
+    println!("warm load: {warm:?}");
+
+    // A corrupt artifact is replaced, not trusted. (A new file: the old one is still mapped
+    // by the runtimes above, which is why the cache itself only ever renames into place.)
+    std::fs::remove_file(&artifacts[0]).unwrap();
+    std::fs::write(&artifacts[0], b"not a compiled component").unwrap();
+    let third = Runtime::new(config).unwrap();
+    assert_eq!(third.functions().count(), 15);
+    assert!(std::fs::metadata(&artifacts[0]).unwrap().len() > 1000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_account_does_not_hold_up_another() {
+    let emulator = Emulator::start().await.unwrap();
+    let config = RuntimeConfig {
+        max_concurrent_calls_per_account: 2,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config).unwrap();
+    let busy = Account::new("busy", ApiKey::new("pk_busy"), &emulator.base_url()).unwrap();
+    let calm = Account::new("calm", ApiKey::new("pk_calm"), &emulator.base_url()).unwrap();
+    for _ in 0..6 {
+        emulator.inject_fault("pk_busy", Fault::Delay(Duration::from_millis(300)));
+    }
+    let started = Instant::now();
+    let mut busy_calls = Vec::new();
+    for _ in 0..6 {
+        let (runtime, busy) = (runtime.clone(), busy.clone());
+        busy_calls.push(tokio::spawn(async move {
+            runtime.call(&busy, "list_lists", &json!({})).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let calm_started = Instant::now();
+    runtime.call(&calm, "list_lists", &json!({})).await.unwrap();
+    assert!(
+        calm_started.elapsed() < Duration::from_millis(300),
+        "the calm account did not wait"
+    );
+    for call in busy_calls {
+        call.await.unwrap().unwrap();
+    }
+    // Two at a time, 300 ms each: three waves.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
