@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::pool::{self, Pools};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HOST};
 use http::uri::{Authority, Scheme, Uri};
@@ -182,15 +183,22 @@ pub struct EgressHooks {
     account: Account,
     limits: EgressLimits,
     log: ExchangeLog,
+    pools: Arc<Pools>,
 }
 
 impl EgressHooks {
-    /// Hooks for a call made for `account`.
-    pub fn new(account: Account, limits: EgressLimits, log: ExchangeLog) -> Self {
+    /// Hooks for a call made for `account`, sending on that account's pooled connections.
+    pub fn new(
+        account: Account,
+        limits: EgressLimits,
+        log: ExchangeLog,
+        pools: Arc<Pools>,
+    ) -> Self {
         EgressHooks {
             account,
             limits,
             log,
+            pools,
         }
     }
 }
@@ -286,9 +294,15 @@ impl WasiHttpHooks for EgressHooks {
             between_bytes_timeout: clamp(asked.between_bytes_timeout, limits.between_bytes_timeout),
         };
         let max_bytes = limits.max_response_bytes;
+        let client = self.pools.client(&self.account, limits.connect_timeout);
         Box::new(async move {
             let started = Instant::now();
-            let sent = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
+            // The pooled client connects only when it has no idle connection, so the
+            // first-byte deadline runs from the send and covers a connect too (which the
+            // connector caps on its own at `connect_timeout`).
+            let first_byte = options.first_byte_timeout.unwrap_or_default();
+            let between = options.between_bytes_timeout.unwrap_or_default();
+            let sent = pool::send(client, request, first_byte, between).await;
             let mut exchange = Exchange {
                 method,
                 path,
@@ -297,7 +311,7 @@ impl WasiHttpHooks for EgressHooks {
                 duration: started.elapsed(),
             };
             let result = match sent {
-                Ok((response, io)) => {
+                Ok(response) => {
                     exchange.status = Some(response.status().as_u16());
                     let response = response.map(|b| {
                         CappedBody {
@@ -306,6 +320,8 @@ impl WasiHttpHooks for EgressHooks {
                         }
                         .boxed_unsync()
                     });
+                    // The pooled client drives its connections itself: no I/O future to hand back.
+                    let io = async { Ok(()) };
                     Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
                 }
                 Err(e) => {

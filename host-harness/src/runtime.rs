@@ -22,6 +22,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::cache;
 use crate::convert::{self, ArgumentError};
 use crate::egress::{Account, EgressHooks, EgressLimits, Exchange, ExchangeLog};
+use crate::pool::Pools;
 
 /// The Klaviyo component, built from the workspace's root crate by this crate's build script.
 pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/klaviyo.wasm"));
@@ -47,6 +48,10 @@ pub struct RuntimeConfig {
     /// cannot take every connection and instance from the others (and stays within Klaviyo's
     /// per-account rate limits sooner).
     pub max_concurrent_calls_per_account: usize,
+    /// Extra trusted root certificates (PEM) for HTTPS base URLs, beside the web's roots:
+    /// for a private proxy, or an emulator's test certificate. Fixed when the runtime is
+    /// created.
+    pub extra_roots_pem: Option<String>,
     /// Where compiled components are cached (`$KOSMO_HOME/cache` for the CLI); `None`
     /// compiles in memory every time.
     pub cache_dir: Option<std::path::PathBuf>,
@@ -60,6 +65,7 @@ impl Default for RuntimeConfig {
             call_timeout: Duration::from_secs(60),
             egress: EgressLimits::default(),
             max_concurrent_calls_per_account: 16,
+            extra_roots_pem: None,
             cache_dir: None,
         }
     }
@@ -231,6 +237,8 @@ struct Inner {
     engine: Engine,
     pre: InstancePre<CallState>,
     functions: BTreeMap<String, FunctionInfo>,
+    /// Keep-alive connections, one pool per account.
+    pools: Arc<Pools>,
     /// One semaphore per account name, created on first use.
     tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
@@ -262,6 +270,9 @@ impl Runtime {
                 pre,
                 functions,
                 tenants: Mutex::new(HashMap::new()),
+                pools: Arc::new(
+                    Pools::new(config.extra_roots_pem.as_deref()).map_err(wasmtime::Error::msg)?,
+                ),
             }),
             config: Arc::new(config),
         })
@@ -365,7 +376,12 @@ impl Runtime {
             wasi: WasiCtxBuilder::new().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: EgressHooks::new(account.clone(), config.egress.clone(), log),
+            hooks: EgressHooks::new(
+                account.clone(),
+                config.egress.clone(),
+                log,
+                self.inner.pools.clone(),
+            ),
             limits: StoreLimitsBuilder::new()
                 .memory_size(config.memory_limit_bytes)
                 .instances(4)

@@ -87,3 +87,64 @@ async fn a_busy_account_does_not_hold_up_another() {
         started.elapsed()
     );
 }
+
+/// A CA and a `localhost` certificate it signed, made for this test only.
+fn test_certificates() -> (String, kosmo::emulator::TlsIdentity) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let identity = kosmo::emulator::TlsIdentity {
+        cert_chain_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    };
+    (ca.pem(), identity)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_end_to_end_with_a_certificate_only_the_test_trusts() {
+    let (ca_pem, identity) = test_certificates();
+    let options = kosmo::emulator::EmulatorOptions {
+        tls: Some(identity),
+        ..Default::default()
+    };
+    let emulator = Emulator::start_with(options).await.unwrap();
+    assert!(emulator.base_url().starts_with("https://localhost:"));
+    let account = Account::new("tls", ApiKey::new("pk_tls"), &emulator.base_url()).unwrap();
+
+    let trusting = Runtime::new(RuntimeConfig {
+        extra_roots_pem: Some(ca_pem),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let p = trusting
+        .call(
+            &account,
+            "create_profile",
+            &json!({"email": "tls@example.com"}),
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let got = trusting
+            .call(&account, "get_profile", &json!({"profile_id": p["id"]}))
+            .await
+            .unwrap();
+        assert_eq!(got["email"], "tls@example.com");
+    }
+    assert_eq!(emulator.request_count("pk_tls"), 4);
+
+    // Without the test CA the certificate is refused: nothing else trusts it.
+    let default = Runtime::new(RuntimeConfig::default()).unwrap();
+    let e = default
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "transport", "{e}");
+    assert_eq!(emulator.request_count("pk_tls"), 4);
+}

@@ -46,6 +46,7 @@ use server::Shared;
 pub struct Emulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    https: bool,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -70,6 +71,45 @@ pub struct EmulatorOptions {
     pub enforce_rate_limits: bool,
     /// Port to bind on 127.0.0.1; `0` (the default) picks a free one.
     pub port: u16,
+    /// Serve HTTPS with this certificate instead of plain HTTP (for end-to-end TLS tests;
+    /// the base URL is then `https://localhost:PORT`).
+    pub tls: Option<TlsIdentity>,
+}
+
+/// A server certificate chain and its private key, both PEM.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate chain, leaf first.
+    pub cert_chain_pem: String,
+    /// The leaf's private key.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsIdentity(<certificate and key>)")
+    }
+}
+
+impl TlsIdentity {
+    fn acceptor(&self) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let chain = CertificateDer::pem_slice_iter(self.cert_chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|e| invalid(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
 }
 
 impl Default for EmulatorOptions {
@@ -78,6 +118,7 @@ impl Default for EmulatorOptions {
             validate_requests: true,
             enforce_rate_limits: false,
             port: 0,
+            tls: None,
         }
     }
 }
@@ -151,14 +192,29 @@ impl Emulator {
     pub async fn start_with(options: EmulatorOptions) -> std::io::Result<Emulator> {
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, options.port)).await?;
         let addr = listener.local_addr()?;
+        let tls = options
+            .tls
+            .as_ref()
+            .map(TlsIdentity::acceptor)
+            .transpose()?;
+        let https = tls.is_some();
         let shared = Arc::new(Shared::new(options, addr));
-        tokio::spawn(server::serve(listener, shared.clone()));
-        Ok(Emulator { addr, shared })
+        tokio::spawn(server::serve(listener, shared.clone(), tls));
+        Ok(Emulator {
+            addr,
+            shared,
+            https,
+        })
     }
 
-    /// The base URL, `http://127.0.0.1:PORT`.
+    /// The base URL: `http://127.0.0.1:PORT`, or `https://localhost:PORT` when serving TLS
+    /// (certificates name hosts, and the test certificate names `localhost`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.https {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// The bound socket address.
