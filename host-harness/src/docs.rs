@@ -168,8 +168,17 @@ pub fn kind(function: &str) -> Option<Kind> {
 impl Catalog {
     /// Parse a WIT text holding the `klaviyo` interface.
     pub fn parse(wit: &str) -> Result<Catalog, String> {
+        // wit-parser keeps every comment before an item as its docs; only `///` ones are.
+        let wit: String = wit
+            .lines()
+            .map(|l| {
+                let t = l.trim_start();
+                if t.starts_with("//") && !t.starts_with("///") { "" } else { l }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         let mut resolve = Resolve::new();
-        let package = resolve.push_str("klaviyo.wit", wit).map_err(|e| format!("{e:#}"))?;
+        let package = resolve.push_str("klaviyo.wit", &wit).map_err(|e| format!("{e:#}"))?;
         let package = &resolve.packages[package];
         let interface_id = *package
             .interfaces
@@ -204,9 +213,11 @@ impl Catalog {
                         "code" => "klaviyo_code".to_string(),
                         other => snake(other),
                     };
+                    // The code is a string (see the codes table), whatever the WIT enum says.
+                    let ty = if field.name == "kind" { "string".into() } else { reader.type_name(&field.ty, &field.name) };
                     error_fields.push(Param {
                         name,
-                        ty: reader.type_name(&field.ty, &field.name),
+                        ty,
                         required: !reader.is_option(&field.ty),
                         doc: reader.text(field.docs.contents.as_deref().unwrap_or("")),
                     });
@@ -401,7 +412,7 @@ impl Catalog {
         let _ = writeln!(o, "| `function` | string | The function that failed. |");
         let _ = writeln!(o, "| `account` | string | The account it ran for. |");
         for f in &self.error_fields {
-            let _ = writeln!(o, "| `{}` | {} | {} |", f.name, f.ty, cell(&f.doc));
+            let _ = writeln!(o, "| `{}` | {} | {} |", f.name, cell(&f.ty), cell(&f.doc));
         }
         o.push_str("\nCodes:\n\n| code | when |\n|---|---|\n");
         for e in &self.errors {
@@ -547,7 +558,11 @@ fn first_sentence(text: &str) -> String {
         match c {
             '`' => in_code = !in_code,
             '.' if !in_code && chars.get(i + 1).is_none_or(|n| *n == ' ') => {
-                return chars[..=i].iter().collect();
+                let so_far: String = chars[..=i].iter().collect();
+                // Abbreviations do not end a sentence.
+                if !(so_far.ends_with("e.g.") || so_far.ends_with("i.e.")) {
+                    return so_far;
+                }
             }
             _ => {}
         }
@@ -718,9 +733,10 @@ impl<'a> Reader<'a> {
         match &def.kind {
             TypeDefKind::Option(t) | TypeDefKind::Type(t) => self.type_name(t, field),
             TypeDefKind::List(t) => format!("array of {}", self.type_name(t, field)),
-            TypeDefKind::Enum(e) => {
-                e.cases.iter().map(|c| format!("\"{}\"", snake(&c.name))).collect::<Vec<_>>().join(" | ")
-            }
+            TypeDefKind::Enum(e) => format!(
+                "one of {}",
+                e.cases.iter().map(|c| format!("\"{}\"", snake(&c.name))).collect::<Vec<_>>().join(", ")
+            ),
             TypeDefKind::Result(r) => r.ok.map(|t| self.type_name(&t, field)).unwrap_or_else(|| "nothing".into()),
             _ => snake(def.name.as_deref().unwrap_or("value")),
         }
@@ -754,6 +770,7 @@ mod tests {
         assert!(page.contains("greater-or-equal(datetime"), "{page}");
         assert!(page.contains("`page_cursor`"), "{page}");
         let page = c.read("klaviyo.create_profile").unwrap();
+        assert!(!page.contains("-----"), "plain comments are not docs: {page}");
         assert!(page.contains("| `email` | string | yes |"), "{page}");
         assert!(page.contains("`duplicate_profile`"), "{page}");
         assert!(page.contains("`location`:"), "{page}");
@@ -773,5 +790,6 @@ mod tests {
     fn first_sentences_skip_code_spans() {
         assert_eq!(first_sentence("Get one. `GET /a.b` (read)."), "Get one.");
         assert_eq!(first_sentence("Uses `a.b` here. More."), "Uses `a.b` here.");
+        assert_eq!(first_sentence("Record (e.g. an order). More."), "Record (e.g. an order).");
     }
 }

@@ -4,6 +4,7 @@
 //! Organisation:
 //! - [`runtime`]: wasmtime engine, one Store per call and account, limits;
 //! - [`egress`]: the policy for the component's HTTP (allow-list, credentials, timeouts, caps);
+//! - [`pool`]: keep-alive connections, one pool per account;
 //! - [`cache`]: the compiled-component cache under `$KOSMO_HOME`;
 //! - [`convert`]: JSON <-> component values, driven by the component's WIT types;
 //! - [`emulator`]: a stateful, spec-validating Klaviyo emulator on loopback;
@@ -23,6 +24,7 @@ pub mod egress;
 pub mod emulator;
 /// The Lua surface.
 pub mod lua;
+pub mod pool;
 pub mod runtime;
 
 pub use egress::{Account, ApiKey, BaseUrl, EgressLimits};

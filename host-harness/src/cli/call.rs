@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::context::Context;
 use super::envelope::Envelope;
@@ -148,6 +148,7 @@ pub(super) fn call(mut args: CallArgs) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn names_and_typed_pairs() {

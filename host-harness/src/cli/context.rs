@@ -83,6 +83,9 @@ impl Context {
         meta.insert("force".into(), json!(self.options.force));
         meta.insert("sandbox".into(), json!(self.options.sandbox));
         meta.insert("accounts".into(), json!(self.host.account_names()));
+        if let Some(emu) = &self.emulator {
+            meta.insert("sandbox_url".into(), json!(emu.base_url()));
+        }
         meta.insert("kosmo_version".into(), json!(env!("CARGO_PKG_VERSION")));
         meta
     }

@@ -136,6 +136,7 @@ pub(super) fn spawn_watchdog(watchdog: Watchdog, ctx: &Context, session: &Sessio
     let redactor = ctx.redactor.clone();
     let meta = ctx.meta();
     let cpu = session.limits().cpu;
+    let started = std::time::Instant::now();
     let _ = std::thread::Builder::new().name("kosmo-watchdog".into()).spawn(move || {
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));
@@ -146,6 +147,7 @@ pub(super) fn spawn_watchdog(watchdog: Watchdog, ctx: &Context, session: &Sessio
                 );
                 let mut envelope = Envelope::failure("cpu_limit", &message, meta);
                 envelope.output = watchdog.take_output();
+                envelope.execution_time_ms = started.elapsed().as_millis() as u64;
                 let exit = envelope.print(json_mode, &redactor);
                 std::process::exit(exit);
             }

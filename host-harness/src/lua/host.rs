@@ -188,8 +188,17 @@ impl Host {
             };
             return Err(CallError::new("not_configured", function, message));
         };
-        self.check_permission(config, function, kind, record).await?;
         let runtime = self.runtime().await.map_err(|m| CallError::new("internal", function, m))?;
+        // Bad arguments are reported before asking for permission: no request would be sent
+        // anyway, and the caller should not need --force to learn about a typo.
+        if let Some(info) = runtime.function(function) {
+            if let Err(e) = crate::convert::args_to_val(&info.args, args) {
+                let mut error = CallError::new("invalid_argument", function, e.message);
+                error.details.insert("field".into(), Value::String(e.field));
+                return Err(error);
+            }
+        }
+        self.check_permission(config, function, kind, record).await?;
         let outcome = runtime.call_with_log(&config.account, function, args).await;
         record.requests = outcome.exchanges.len();
         record.status = outcome.exchanges.iter().rev().find_map(|x| x.status);

@@ -1,0 +1,1536 @@
+//! `bench`: the performance report of kosmo. One run measures every figure side by side on this
+//! machine and prints one table (figure | measured | target | ratio | pass/FAIL), then the
+//! supporting figures and a per-call breakdown. It always exits 0: it is a report, not a test.
+//!
+//! ```sh
+//! cargo run --release -p kosmo --bin bench            # the whole report (about a minute)
+//! cargo run --release -p kosmo --bin bench -- --help  # the other modes
+//! ```
+//!
+//! The emulator runs in-process with request validation off (`validate_requests: false`, its
+//! fast path), except for the memory figure, where it runs in a child process (this binary with
+//! `--emulator-child`) so that its own memory does not count as the host's. See
+//! `benches/README.md` for what each figure means.
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION};
+use http::{HeaderName, Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use wasmtime::component::{ComponentExportIndex, InstancePre, Linker, ResourceTable, Val};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    DEFAULT_FORBIDDEN_HEADERS, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpCtx,
+    WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+use kosmo::egress::{EgressHooks, ExchangeLog};
+use kosmo::emulator::{Emulator, EmulatorOptions, Fault};
+use kosmo::runtime::{COMPONENT, INTERFACE};
+use kosmo::{Account, ApiKey, Runtime, RuntimeConfig};
+
+/// The API revision the component pins; the native client and the Python SDK send it too.
+const REVISION: &str = "2026-07-15";
+/// Sequential calls of figures 3 and 4.
+const SEQ_CALLS: usize = 1000;
+/// Rounds of the sequential in-process measurements (native, library), median taken.
+const SEQ_ROUNDS: usize = 3;
+/// Runs of the CLI with 1,000 calls (figure 3), median taken.
+const LUA_RUNS: usize = 3;
+/// Tenants and calls per tenant of figure 5.
+const TENANTS: usize = 16;
+const CALLS_PER_TENANT: usize = 200;
+/// Rounds of figure 5 (native and kosmo alternate), median taken.
+const THROUGHPUT_ROUNDS: usize = 3;
+/// Calls held in flight for figure 6, and how long the emulator holds each.
+const IN_FLIGHT: usize = 64;
+const HOLD: Duration = Duration::from_secs(3);
+/// Warm-cache CLI runs (figure 1) and clean-cache runs (figure 2).
+const WARM_RUNS: usize = 10;
+const COLD_RUNS: usize = 3;
+/// Iterations of each breakdown stage.
+const BREAKDOWN_ITERS: usize = 500;
+
+type NativeClient = Client<HttpConnector, Empty<Bytes>>;
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().map(String::as_str).unwrap_or("");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = match mode {
+        "" => rt.block_on(full_report()),
+        "--emulator-child" => rt.block_on(emulator_child()),
+        "--profile-library" => {
+            let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200);
+            let cache = args.get(2).map(PathBuf::from);
+            rt.block_on(profile_library(n, cache))
+        }
+        "--profile-lua" => {
+            let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200);
+            rt.block_on(profile_lua(n))
+        }
+        "--breakdown" => rt.block_on(breakdown_only()),
+        "-h" | "--help" => {
+            println!(
+                "bench: kosmo's performance report (always exits 0)\n\n\
+                 bench                              every figure, one table (see benches/README.md)\n\
+                 bench --breakdown                  only the per-call breakdown (in-process stages)\n\
+                 bench --profile-library N [DIR]    N sequential Runtime::call get_profile (for callgrind;\n\
+                 \x20                                  DIR: compiled-component cache to reuse)\n\
+                 bench --profile-lua N              the kosmo CLI doing N get_profile calls, with its JSON envelope\n\
+                 bench --emulator-child             serve an emulator; commands on stdin (internal)"
+            );
+            0
+        }
+        other => {
+            eprintln!("bench: unknown mode {other:?} (try --help)");
+            2
+        }
+    };
+    // Leave the emulator's tasks behind without waiting for them.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    std::process::exit(code);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+/// One line of the main table.
+struct Row {
+    figure: String,
+    measured: String,
+    target: String,
+    ratio: String,
+    /// `None`: skipped or failed to measure.
+    pass: Option<bool>,
+}
+
+impl Row {
+    fn skipped(figure: &str, target: &str, why: impl Into<String>) -> Row {
+        Row {
+            figure: figure.into(),
+            measured: why.into(),
+            target: target.into(),
+            ratio: "-".into(),
+            pass: None,
+        }
+    }
+}
+
+/// A supporting figure (no target).
+struct Info {
+    what: String,
+    value: String,
+}
+
+struct Report {
+    rows: Vec<Row>,
+    info: Vec<Info>,
+    breakdown: Vec<Info>,
+}
+
+impl Report {
+    fn info(&mut self, what: impl Into<String>, value: impl Into<String>) {
+        let (what, value) = (what.into(), value.into());
+        eprintln!("  {what}: {value}");
+        self.info.push(Info { what, value });
+    }
+}
+
+async fn full_report() -> i32 {
+    let started = Instant::now();
+    let emu = match Emulator::start_with(EmulatorOptions {
+        validate_requests: false,
+        ..Default::default()
+    })
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("bench: cannot start the emulator: {e}");
+            return 0;
+        }
+    };
+    let base = emu.base_url();
+    println!("kosmo bench");
+    println!(
+        "- machine: {} CPU(s), {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
+    );
+    println!(
+        "- emulator: in-process at {base}, EmulatorOptions {{ validate_requests: false }} (the fast path: no OpenAPI validation)"
+    );
+    println!(
+        "- tokio: multi-thread runtime, {} worker(s), shared by the emulator, the native client and kosmo",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    if cfg!(debug_assertions) {
+        println!("- WARNING: this is a debug build; run with `cargo run --release -p kosmo --bin bench`");
+    }
+    let scratch = std::env::temp_dir().join(format!("kosmo-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let Err(e) = std::fs::create_dir_all(&scratch) {
+        eprintln!("bench: cannot create {}: {e}", scratch.display());
+        return 0;
+    }
+
+    let mut report = Report {
+        rows: Vec::new(),
+        info: Vec::new(),
+        breakdown: Vec::new(),
+    };
+    if let Err(e) = measure_all(&emu, &scratch, &mut report).await {
+        eprintln!("bench: stopped early: {e}");
+        println!("- stopped early: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    println!();
+    print_rows(&report.rows);
+    println!();
+    println!("Supporting figures");
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    for i in &report.info {
+        println!("| {} | {} |", i.what, i.value);
+    }
+    if !report.breakdown.is_empty() {
+        println!();
+        println!("Where one sequential get_profile goes (in-process, per call, median of stage loops)");
+        println!();
+        println!("| stage | per call |");
+        println!("|---|---|");
+        for i in &report.breakdown {
+            println!("| {} | {} |", i.what, i.value);
+        }
+    }
+    println!();
+    println!("(bench took {:.0} s)", started.elapsed().as_secs_f64());
+    0
+}
+
+fn print_rows(rows: &[Row]) {
+    println!("| figure | measured | target | ratio | result |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        let result = match r.pass {
+            Some(true) => "pass",
+            Some(false) => "FAIL",
+            None => "skipped",
+        };
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.figure, r.measured, r.target, r.ratio, result
+        );
+    }
+}
+
+async fn measure_all(emu: &Emulator, scratch: &Path, report: &mut Report) -> Result<(), AnyError> {
+    let base = emu.base_url();
+
+    // Figure 7 first: it cannot fail.
+    let size = COMPONENT.len();
+    let limit = 400 * 1024;
+    report.rows.push(Row {
+        figure: "7. component size (`kosmo::runtime::COMPONENT.len()`)".into(),
+        measured: format!("{} B ({:.1} KiB)", group(size as u64), size as f64 / 1024.0),
+        target: "< 400 KiB (409,600 B)".into(),
+        ratio: format!("{:.2} of target", size as f64 / limit as f64),
+        pass: Some(size < limit),
+    });
+
+    // The library runtime, compiled once, with a cache the breakdown's mirror engine reuses.
+    eprintln!("compiling the component for the library runtime ...");
+    let lib_cache = scratch.join("lib-cache");
+    let config = RuntimeConfig {
+        cache_dir: Some(lib_cache.clone()),
+        ..RuntimeConfig::default()
+    };
+    let t = Instant::now();
+    let runtime = tokio::task::spawn_blocking(move || Runtime::new(config))
+        .await?
+        .map_err(|e| format!("Runtime::new: {e:#}"))?;
+    report.info(
+        "library `Runtime::new` (Cranelift compile, in-process, cold)",
+        ms(t.elapsed()),
+    );
+
+    // The profile every sequential figure reads.
+    let seq_key = "pk_bench_sequential_0123456789abcdef";
+    let seq_account = account("bench-seq", seq_key, &base)?;
+    let profile_id = create_profile(&runtime, &seq_account, "bench.seq@example.com").await?;
+    let client = native_client();
+
+    // Figure 3, in-process parts: native and library, alternating rounds.
+    eprintln!("figure 3: {SEQ_CALLS} sequential calls, native vs library ({SEQ_ROUNDS} rounds) ...");
+    for _ in 0..50 {
+        native_get(&client, &base, seq_key, &profile_id).await?;
+        library_get(&runtime, &seq_account, &profile_id).await?;
+    }
+    let (mut native_times, mut lib_times) = (Vec::new(), Vec::new());
+    for _ in 0..SEQ_ROUNDS {
+        let t = Instant::now();
+        for _ in 0..SEQ_CALLS {
+            native_get(&client, &base, seq_key, &profile_id).await?;
+        }
+        native_times.push(t.elapsed().as_secs_f64() / SEQ_CALLS as f64);
+        let t = Instant::now();
+        for _ in 0..SEQ_CALLS {
+            library_get(&runtime, &seq_account, &profile_id).await?;
+        }
+        lib_times.push(t.elapsed().as_secs_f64() / SEQ_CALLS as f64);
+    }
+    let native_per_call = median(&mut native_times);
+    let lib_per_call = median(&mut lib_times);
+    report.info(
+        "native per call: hyper-util legacy client, keep-alive, GET /api/profiles/{id} + JSON parse",
+        us(native_per_call),
+    );
+    report.info(
+        "library per call: `Runtime::call(get_profile)` in-process, no Lua",
+        format!("{} ({:.2}x native)", us(lib_per_call), lib_per_call / native_per_call),
+    );
+
+    // Figures 1, 2 and the CLI part of 3 need the kosmo binary.
+    let kosmo = kosmo_binary();
+    let mut lua_per_call = None;
+    match &kosmo {
+        Err(why) => {
+            for (f, t) in [
+                ("1. CLI `--eval 'return 1'`, warm cache", "< 30 ms"),
+                ("2. CLI `--eval 'return 1'`, clean cache", "< 2 s"),
+                ("3. Lua -> component -> wasi-http -> emulator, per call", "<= 1.3x native"),
+            ] {
+                report.rows.push(Row::skipped(f, t, why.clone()));
+            }
+        }
+        Ok(bin) => {
+            cli_startup(bin, scratch, &base, seq_key, &profile_id, report).await;
+            lua_per_call = cli_sequential(
+                bin,
+                scratch,
+                &base,
+                seq_key,
+                &profile_id,
+                native_per_call,
+                lib_per_call,
+                report,
+            )
+            .await;
+        }
+    }
+
+    // Figure 4: Klaviyo's Python SDK.
+    python_sdk(&base, seq_key, &profile_id, lua_per_call, lib_per_call, report).await;
+
+    // Figure 5: 16 tenants x 200 calls.
+    throughput(&runtime, emu, &client, report).await?;
+
+    // Figure 6: memory per in-flight call, with the emulator in a child process.
+    match in_flight_memory(&runtime).await {
+        Ok((per_call, native_per_req, rss_before)) => {
+            let mib = per_call / (1024.0 * 1024.0);
+            report.rows.push(Row {
+                figure: format!(
+                    "6. host memory per in-flight call ({IN_FLIGHT} calls held open by `Fault::Delay`)"
+                ),
+                measured: format!("{mib:.2} MiB"),
+                target: "< 4 MiB".into(),
+                ratio: format!("{:.2} of target", mib / 4.0),
+                pass: Some(mib < 4.0),
+            });
+            report.info(
+                "RSS before the in-flight calls (whole bench process, emulator excluded)",
+                format!("{:.1} MiB", rss_before as f64 / (1024.0 * 1024.0)),
+            );
+            report.info(
+                "native client memory per in-flight request (same method, for comparison)",
+                format!("{:.3} MiB", native_per_req / (1024.0 * 1024.0)),
+            );
+        }
+        Err(e) => report.rows.push(Row::skipped(
+            "6. host memory per in-flight call",
+            "< 4 MiB",
+            format!("not measured: {e}"),
+        )),
+    }
+
+    // The per-call breakdown.
+    eprintln!("breakdown: timing each stage of a call ...");
+    match breakdown(&runtime, &lib_cache, &base, seq_key, &profile_id).await {
+        Ok(mut rows) => {
+            if let Some(lua) = lua_per_call {
+                rows.push(Info {
+                    what: "Lua layer share: CLI per call (figure 3, `execution_time_ms`/1000) minus library per call".into(),
+                    value: format!("{} (CLI {} - library {})", us(lua - lib_per_call), us(lua), us(lib_per_call)),
+                });
+            }
+            report.breakdown = rows;
+        }
+        Err(e) => report.info("breakdown", format!("not measured: {e}")),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures 1 and 2: CLI start-up
+
+async fn cli_startup(
+    bin: &Path,
+    scratch: &Path,
+    base: &str,
+    key: &str,
+    profile_id: &str,
+    report: &mut Report,
+) {
+    let one_call = format!(
+        "return app.integrations.klaviyo.get_profile({{profile_id = \"{profile_id}\"}}).id"
+    );
+
+    // Figure 2: clean caches.
+    eprintln!("figure 2: first runs on a clean $KOSMO_HOME ({COLD_RUNS} each) ...");
+    let mut cold = Vec::new();
+    let mut cold_call = Vec::new();
+    let mut cached_after_return_1 = false;
+    let mut cached_after_call = false;
+    let mut failure = None;
+    for i in 0..COLD_RUNS {
+        let home = scratch.join(format!("cold-{i}"));
+        match run_kosmo(bin, &home, base, key, "return 1").await {
+            Ok((t, _)) => cold.push(t),
+            Err(e) => failure = Some(e),
+        }
+        cached_after_return_1 |= has_cache(&home);
+        let home = scratch.join(format!("cold-call-{i}"));
+        match run_kosmo(bin, &home, base, key, &one_call).await {
+            Ok((t, _)) => cold_call.push(t),
+            Err(e) => failure = Some(e),
+        }
+        cached_after_call |= has_cache(&home);
+    }
+
+    // Figure 1: one warm home, cache populated by a first run with a call.
+    eprintln!("figure 1: warm runs ({WARM_RUNS} each) ...");
+    let home = scratch.join("warm");
+    let _ = run_kosmo(bin, &home, base, key, &one_call).await;
+    let mut warm = Vec::new();
+    let mut warm_call = Vec::new();
+    for _ in 0..WARM_RUNS {
+        match run_kosmo(bin, &home, base, key, "return 1").await {
+            Ok((t, _)) => warm.push(t),
+            Err(e) => failure = Some(e),
+        }
+        match run_kosmo(bin, &home, base, key, &one_call).await {
+            Ok((t, _)) => warm_call.push(t),
+            Err(e) => failure = Some(e),
+        }
+    }
+    if let Some(e) = &failure {
+        report.info("CLI start-up runs that failed", e.clone());
+    }
+
+    let mut push = |figure: &str, times: &mut Vec<f64>, target_s: f64, target: &str| {
+        if times.is_empty() {
+            report
+                .rows
+                .push(Row::skipped(figure, target, failure.clone().unwrap_or_default()));
+            return;
+        }
+        let m = median(times);
+        report.rows.push(Row {
+            figure: format!("{figure} (median of {})", times.len()),
+            measured: ms(Duration::from_secs_f64(m)),
+            target: target.into(),
+            ratio: format!("{:.2} of target", m / target_s),
+            pass: Some(m < target_s),
+        });
+    };
+    push(
+        "1. CLI `--eval 'return 1' --json`, warm cache, wall",
+        &mut warm,
+        0.030,
+        "< 30 ms",
+    );
+    push(
+        "1b. CLI, one get_profile call, warm cache, wall",
+        &mut warm_call,
+        0.030,
+        "< 30 ms",
+    );
+    push(
+        "2. CLI `--eval 'return 1' --json`, clean cache, wall",
+        &mut cold,
+        2.0,
+        "< 2 s",
+    );
+    push(
+        "2b. CLI, one get_profile call, clean cache (compile + cache), wall",
+        &mut cold_call,
+        2.0,
+        "< 2 s",
+    );
+    report.info(
+        "`$KOSMO_HOME/cache` populated by `--eval 'return 1'` / by a run with one call",
+        format!(
+            "{} / {}",
+            if cached_after_return_1 { "yes" } else { "no (the component is loaded on the first call)" },
+            if cached_after_call { "yes" } else { "no" }
+        ),
+    );
+}
+
+fn has_cache(home: &Path) -> bool {
+    std::fs::read_dir(home.join("cache"))
+        .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "cwasm")))
+        .unwrap_or(false)
+}
+
+/// Run `kosmo integrations:lua --eval CODE --json` once; wall time and the JSON envelope.
+async fn run_kosmo(
+    bin: &Path,
+    home: &Path,
+    base: &str,
+    key: &str,
+    code: &str,
+) -> Result<(f64, Value), String> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["integrations:lua", "--eval", code, "--json"])
+        .env("KOSMO_HOME", home)
+        .env("KLAVIYO_API_KEY", key)
+        .env("KLAVIYO_BASE_URL", base)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Blocking wait on a blocking thread: the emulator keeps serving on the workers.
+    let (elapsed, out) = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let out = cmd.output();
+        (t.elapsed().as_secs_f64(), out)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let out = out.map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let envelope: Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+        format!(
+            "exit {:?}, no JSON envelope: {}{}",
+            out.status.code(),
+            excerpt(&String::from_utf8_lossy(&out.stdout)),
+            excerpt(&String::from_utf8_lossy(&out.stderr))
+        )
+    })?;
+    if envelope["success"] != json!(true) || !out.status.success() {
+        return Err(format!(
+            "exit {:?}, error: {}",
+            out.status.code(),
+            excerpt(&envelope["error"].to_string())
+        ));
+    }
+    Ok((elapsed, envelope))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figure 3 (CLI part)
+
+#[allow(clippy::too_many_arguments)]
+async fn cli_sequential(
+    bin: &Path,
+    scratch: &Path,
+    base: &str,
+    key: &str,
+    profile_id: &str,
+    native_per_call: f64,
+    lib_per_call: f64,
+    report: &mut Report,
+) -> Option<f64> {
+    let figure = format!("3. Lua -> component -> wasi-http -> emulator, per call ({SEQ_CALLS} sequential)");
+    let target = "<= 1.3x native";
+    eprintln!("figure 3: the kosmo CLI doing {SEQ_CALLS} get_profile calls ({LUA_RUNS} runs) ...");
+    let home = scratch.join("warm");
+    let code = lua_loop(profile_id, SEQ_CALLS);
+    let (mut exec, mut wall) = (Vec::new(), Vec::new());
+    let mut error = None;
+    for _ in 0..LUA_RUNS {
+        match run_kosmo(bin, &home, base, key, &code).await {
+            Ok((w, envelope)) => {
+                let calls = envelope["integration_calls"].as_array().map_or(0, Vec::len);
+                if calls != SEQ_CALLS {
+                    error = Some(format!("the envelope lists {calls} integration calls, not {SEQ_CALLS}"));
+                    continue;
+                }
+                match envelope["execution_time_ms"].as_f64() {
+                    Some(ms) => exec.push(ms / 1000.0 / SEQ_CALLS as f64),
+                    None => error = Some("no execution_time_ms in the envelope".into()),
+                }
+                wall.push(w / SEQ_CALLS as f64);
+            }
+            Err(e) => error = Some(e),
+        }
+    }
+    if exec.is_empty() {
+        report.rows.push(Row::skipped(
+            &figure,
+            target,
+            format!("not measured: {}", error.unwrap_or_default()),
+        ));
+        return None;
+    }
+    let per_call = median(&mut exec);
+    let wall_per_call = median(&mut wall);
+    let ratio = per_call / native_per_call;
+    report.rows.push(Row {
+        figure,
+        measured: format!(
+            "kosmo {} (`execution_time_ms`/1000) vs native {}",
+            us(per_call),
+            us(native_per_call)
+        ),
+        target: target.into(),
+        ratio: format!("{ratio:.2}x native"),
+        pass: Some(ratio <= 1.3),
+    });
+    report.info(
+        "CLI per call from wall time (process start and exit included, /1000)",
+        format!("{} ({:.2}x native)", us(wall_per_call), wall_per_call / native_per_call),
+    );
+    report.info(
+        "Lua layer share of a call (CLI per call minus library per call)",
+        format!(
+            "{} ({:.0}% of the CLI's per-call time)",
+            us(per_call - lib_per_call),
+            (per_call - lib_per_call) / per_call * 100.0
+        ),
+    );
+    if let Some(e) = error {
+        report.info("CLI runs that failed", e);
+    }
+    Some(per_call)
+}
+
+fn lua_loop(profile_id: &str, n: usize) -> String {
+    format!(
+        "local id = \"{profile_id}\"\n\
+         for i = 1, {n} do app.integrations.klaviyo.get_profile({{profile_id = id}}) end\n\
+         return {n}"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figure 4: Klaviyo's Python SDK
+
+async fn python_sdk(
+    base: &str,
+    key: &str,
+    profile_id: &str,
+    lua_per_call: Option<f64>,
+    lib_per_call: f64,
+    report: &mut Report,
+) {
+    let figure = format!("4. Klaviyo's Python SDK (`klaviyo-api`), {SEQ_CALLS} sequential get_profile");
+    let target = "kosmo >= 5x faster";
+    let script = std::env::var_os("KOSMO_BENCH_PYTHON_SDK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/python_sdk.py")
+        });
+    let import_ok = Command::new("python3")
+        .args(["-c", "import klaviyo_api"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !import_ok {
+        println!("- figure 4 skipped: pip install klaviyo-api");
+        report
+            .rows
+            .push(Row::skipped(&figure, target, "skipped: pip install klaviyo-api"));
+        return;
+    }
+    if !script.is_file() {
+        report.rows.push(Row::skipped(
+            &figure,
+            target,
+            format!("skipped: {} not found (set KOSMO_BENCH_PYTHON_SDK)", script.display()),
+        ));
+        return;
+    }
+    eprintln!("figure 4: the Python SDK doing {SEQ_CALLS} get_profile calls ...");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .args([base, key, profile_id, &SEQ_CALLS.to_string()])
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await;
+    let parsed = match out {
+        Ok(Ok(out)) => serde_json::from_slice::<Value>(&out.stdout).map_err(|_| {
+            format!(
+                "no JSON from the script: {}{}",
+                excerpt(&String::from_utf8_lossy(&out.stdout)),
+                excerpt(&String::from_utf8_lossy(&out.stderr))
+            )
+        }),
+        Ok(Err(e)) => Err(format!("cannot run python3: {e}")),
+        Err(e) => Err(e.to_string()),
+    };
+    let result = parsed.and_then(|v| match v["elapsed_s"].as_f64() {
+        Some(s) => Ok((s, v)),
+        None => Err(format!("the script said {}", excerpt(&v.to_string()))),
+    });
+    match result {
+        Err(e) => report.rows.push(Row::skipped(&figure, target, e)),
+        Ok((elapsed, v)) => {
+            let py = elapsed / SEQ_CALLS as f64;
+            let (kosmo, which) = match lua_per_call {
+                Some(l) => (l, "kosmo CLI/Lua"),
+                None => (lib_per_call, "kosmo library (CLI not available)"),
+            };
+            let speedup = py / kosmo;
+            report.rows.push(Row {
+                figure,
+                measured: format!("Python {} vs {which} {}", us(py), us(kosmo)),
+                target: target.into(),
+                ratio: format!("kosmo {speedup:.1}x faster"),
+                pass: Some(speedup >= 5.0),
+            });
+            report.info(
+                "Python SDK version / interpreter",
+                format!(
+                    "klaviyo-api {} / Python {}",
+                    v["sdk_version"].as_str().unwrap_or("?"),
+                    v["python"].as_str().unwrap_or("?")
+                ),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figure 5: concurrent throughput
+
+async fn throughput(
+    runtime: &Runtime,
+    emu: &Emulator,
+    client: &NativeClient,
+    report: &mut Report,
+) -> Result<(), AnyError> {
+    eprintln!(
+        "figure 5: {TENANTS} tenants x {CALLS_PER_TENANT} calls, native vs library ({THROUGHPUT_ROUNDS} rounds) ..."
+    );
+    let base = emu.base_url();
+    let mut tenants = Vec::new();
+    for i in 0..TENANTS {
+        let key = format!("pk_bench_tenant_{i:02}_0123456789abcdef");
+        let acct = account(&format!("tenant-{i:02}"), &key, &base)?;
+        let id = create_profile(runtime, &acct, &format!("tenant{i}@example.com")).await?;
+        tenants.push((key, acct, id));
+    }
+    let tenants = Arc::new(tenants);
+    // Warm up both sides.
+    run_native_tenants(client, &base, &tenants, 10).await?;
+    run_kosmo_tenants(runtime, &tenants, 10).await?;
+    let total = (TENANTS * CALLS_PER_TENANT) as f64;
+    let (mut native, mut kosmo) = (Vec::new(), Vec::new());
+    for _ in 0..THROUGHPUT_ROUNDS {
+        let t = Instant::now();
+        run_native_tenants(client, &base, &tenants, CALLS_PER_TENANT).await?;
+        native.push(total / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        run_kosmo_tenants(runtime, &tenants, CALLS_PER_TENANT).await?;
+        kosmo.push(total / t.elapsed().as_secs_f64());
+    }
+    let native = median(&mut native);
+    let kosmo = median(&mut kosmo);
+    let share = kosmo / native;
+    report.rows.push(Row {
+        figure: format!(
+            "5. throughput, {TENANTS} tenants x {CALLS_PER_TENANT} calls, {TENANTS} concurrent (library `Runtime::call`)"
+        ),
+        measured: format!("kosmo {:.0} calls/s vs native {:.0} req/s", kosmo, native),
+        target: ">= 70% of native".into(),
+        ratio: format!("{:.0}% of native", share * 100.0),
+        pass: Some(share >= 0.70),
+    });
+    Ok(())
+}
+
+type Tenants = Arc<Vec<(String, Account, String)>>;
+
+async fn run_native_tenants(
+    client: &NativeClient,
+    base: &str,
+    tenants: &Tenants,
+    calls: usize,
+) -> Result<(), AnyError> {
+    let mut tasks = Vec::new();
+    for i in 0..tenants.len() {
+        let (client, base, tenants) = (client.clone(), base.to_string(), tenants.clone());
+        tasks.push(tokio::spawn(async move {
+            let (key, _, id) = &tenants[i];
+            for _ in 0..calls {
+                native_get(&client, &base, key, id).await?;
+            }
+            Ok::<_, AnyError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn run_kosmo_tenants(runtime: &Runtime, tenants: &Tenants, calls: usize) -> Result<(), AnyError> {
+    let mut tasks = Vec::new();
+    for i in 0..tenants.len() {
+        let (runtime, tenants) = (runtime.clone(), tenants.clone());
+        tasks.push(tokio::spawn(async move {
+            let (_, acct, id) = &tenants[i];
+            for _ in 0..calls {
+                library_get(&runtime, acct, id).await?;
+            }
+            Ok::<_, AnyError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figure 6: memory per in-flight call
+
+/// A child process serving an emulator (this binary with `--emulator-child`), so that the
+/// emulator's memory is not counted in ours.
+struct ChildEmulator {
+    child: Child,
+    io: Mutex<(ChildStdin, BufReader<ChildStdout>)>,
+    base: String,
+}
+
+impl ChildEmulator {
+    fn spawn() -> Result<ChildEmulator, AnyError> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--emulator-child")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut base = String::new();
+        stdout.read_line(&mut base)?;
+        let base = base.trim().to_string();
+        if !base.starts_with("http://") {
+            return Err(format!("the emulator child said {base:?}").into());
+        }
+        Ok(ChildEmulator {
+            child,
+            io: Mutex::new((stdin, stdout)),
+            base,
+        })
+    }
+
+    fn command(&self, line: &str) -> Result<String, AnyError> {
+        tokio::task::block_in_place(|| {
+            let mut io = self.io.lock().unwrap_or_else(|p| p.into_inner());
+            writeln!(io.0, "{line}")?;
+            io.0.flush()?;
+            let mut answer = String::new();
+            io.1.read_line(&mut answer)?;
+            Ok(answer.trim().to_string())
+        })
+    }
+
+    fn request_count(&self, key: &str) -> Result<usize, AnyError> {
+        Ok(self.command(&format!("count {key}"))?.parse()?)
+    }
+}
+
+impl Drop for ChildEmulator {
+    fn drop(&mut self) {
+        let _ = self.command("quit");
+        let _ = self.child.wait();
+    }
+}
+
+/// Returns (bytes per kosmo call, bytes per native request, RSS before).
+async fn in_flight_memory(runtime: &Runtime) -> Result<(f64, f64, u64), AnyError> {
+    eprintln!("figure 6: {IN_FLIGHT} calls held in flight for {} s ...", HOLD.as_secs());
+    let emu = ChildEmulator::spawn()?;
+    let key = "pk_bench_memory_0123456789abcdef";
+    let acct = account("bench-mem", key, &emu.base)?;
+    let runtime = runtime.with_config(RuntimeConfig {
+        max_concurrent_calls_per_account: IN_FLIGHT * 4,
+        ..runtime.config().clone()
+    });
+    let id = create_profile(&runtime, &acct, "bench.mem@example.com").await?;
+    for _ in 0..20 {
+        library_get(&runtime, &acct, &id).await?;
+    }
+
+    let (per_call, before) = {
+        let runtime = runtime.clone();
+        let acct = acct.clone();
+        let id = id.clone();
+        hold_in_flight(&emu, key, move || {
+            let (runtime, acct, id) = (runtime.clone(), acct.clone(), id.clone());
+            tokio::spawn(async move { library_get(&runtime, &acct, &id).await })
+        })
+        .await?
+    };
+    let native_per_req = {
+        let client = native_client();
+        let base = emu.base.clone();
+        let id = id.clone();
+        hold_in_flight(&emu, key, move || {
+            let (client, base, id) = (client.clone(), base.clone(), id.clone());
+            tokio::spawn(async move { native_get(&client, &base, key, &id).await })
+        })
+        .await?
+        .0
+    };
+    Ok((per_call, native_per_req, before))
+}
+
+/// Start `IN_FLIGHT` requests that the emulator holds for `HOLD`; RSS growth per request once
+/// all have reached the emulator, and the RSS before.
+async fn hold_in_flight(
+    emu: &ChildEmulator,
+    key: &str,
+    spawn: impl Fn() -> tokio::task::JoinHandle<Result<(), AnyError>>,
+) -> Result<(f64, u64), AnyError> {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_bytes();
+    let arrived = emu.request_count(key)?;
+    emu.command(&format!("delay {key} {} {IN_FLIGHT}", HOLD.as_millis()))?;
+    let tasks: Vec<_> = (0..IN_FLIGHT).map(|_| spawn()).collect();
+    let deadline = Instant::now() + HOLD;
+    while emu.request_count(key)? < arrived + IN_FLIGHT {
+        if Instant::now() > deadline {
+            return Err("the calls did not all reach the emulator in time".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut peak = 0;
+    for _ in 0..10 {
+        peak = peak.max(rss_bytes());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((peak.saturating_sub(before) as f64 / IN_FLIGHT as f64, before))
+}
+
+/// Resident set size of this process (`VmRSS` of /proc/self/status), in bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn emulator_child() -> i32 {
+    let emu = match Emulator::start_with(EmulatorOptions {
+        validate_requests: false,
+        ..Default::default()
+    })
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            println!("error {e}");
+            return 1;
+        }
+    };
+    println!("{}", emu.base_url());
+    let _ = std::io::stdout().flush();
+    let served = tokio::task::spawn_blocking(move || {
+        let stdin = std::io::stdin();
+        let mut out = std::io::stdout();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let answer = match words.as_slice() {
+                ["delay", key, ms, n] => {
+                    let ms: u64 = ms.parse().unwrap_or(1000);
+                    for _ in 0..n.parse::<usize>().unwrap_or(1) {
+                        emu.inject_fault(key, Fault::Delay(Duration::from_millis(ms)));
+                    }
+                    "ok".to_string()
+                }
+                ["count", key] => emu.request_count(key).to_string(),
+                ["quit"] => break,
+                _ => "?".to_string(),
+            };
+            if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    let _ = served.await;
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// The breakdown: the runtime's call path rebuilt here stage by stage
+
+/// The same Store state as `kosmo::runtime` (nothing granted), with either the real egress
+/// hooks or hooks that answer every request from memory (no network).
+struct MirrorState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: MirrorHooks,
+    limits: StoreLimits,
+}
+
+enum MirrorHooks {
+    Real(EgressHooks),
+    Canned(Bytes),
+}
+
+impl WasiView for MirrorState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for MirrorState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                Response<WasiBody>,
+                Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for MirrorHooks {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        match self {
+            MirrorHooks::Real(h) => h.forbidden_header_filter(),
+            MirrorHooks::Canned(_) => Arc::new(|name: &HeaderName| {
+                *name == AUTHORIZATION || DEFAULT_FORBIDDEN_HEADERS.contains(name)
+            }),
+        }
+    }
+
+    fn send_request(
+        &mut self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> SendFuture {
+        match self {
+            MirrorHooks::Real(h) => h.send_request(request, options, fut),
+            MirrorHooks::Canned(body) => {
+                let body = body.clone();
+                Box::new(async move {
+                    drop(request);
+                    let response = Response::builder()
+                        .status(200)
+                        .header("content-type", "application/vnd.api+json")
+                        .body(
+                            Full::new(body)
+                                .map_err(|e: Infallible| match e {})
+                                .boxed_unsync(),
+                        )
+                        .map_err(|_| wasmtime_wasi_http::Error::HttpProtocolError)?;
+                    let io: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send> =
+                        Box::new(async { Ok(()) });
+                    Ok((response, io))
+                })
+            }
+        }
+    }
+}
+
+struct Mirror {
+    engine: Engine,
+    pre: InstancePre<MirrorState>,
+    func: ComponentExportIndex,
+    config: RuntimeConfig,
+}
+
+impl Mirror {
+    fn new(cache: &Path) -> Result<Mirror, AnyError> {
+        // The runtime's engine settings, so the cached artifact is reused.
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
+        let component = kosmo::cache::load_or_compile(&engine, COMPONENT, cache)
+            .map_err(|e| format!("{e:#}"))?;
+        let mut linker = Linker::<MirrorState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("{e:#}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| format!("{e:#}"))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
+        let iface = component
+            .get_export_index(None, INTERFACE)
+            .ok_or("no interface export")?;
+        let func = component
+            .get_export_index(Some(&iface), "get-profile")
+            .ok_or("no get-profile export")?;
+        Ok(Mirror {
+            engine,
+            pre,
+            func,
+            config: RuntimeConfig::default(),
+        })
+    }
+
+    fn store(&self, hooks: MirrorHooks) -> Result<Store<MirrorState>, AnyError> {
+        let state = MirrorState {
+            wasi: WasiCtxBuilder::new().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.config.memory_limit_bytes)
+                .instances(4)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_fuel(self.config.fuel).map_err(|e| format!("{e:#}"))?;
+        Ok(store)
+    }
+
+    /// Store + instantiate only.
+    async fn instantiate(&self) -> Result<(), AnyError> {
+        let mut store = self.store(MirrorHooks::Canned(Bytes::new()))?;
+        self.pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(())
+    }
+
+    /// A whole call: Store, instantiate, call; the result value.
+    async fn call(&self, hooks: MirrorHooks, arg: &Val) -> Result<Val, AnyError> {
+        let mut store = self.store(hooks)?;
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let func = instance
+            .get_func(&mut store, &self.func)
+            .ok_or("get-profile missing")?;
+        let mut results = [Val::Bool(false)];
+        func.call_async(&mut store, std::slice::from_ref(arg), &mut results)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let [result] = results;
+        match &result {
+            Val::Result(Ok(Some(v))) => Ok((**v).clone()),
+            other => Err(format!("get-profile failed: {}", kosmo::convert::val_to_json(other)).into()),
+        }
+    }
+}
+
+async fn breakdown_only() -> i32 {
+    let emu = match Emulator::start_with(EmulatorOptions {
+        validate_requests: false,
+        ..Default::default()
+    })
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return 0;
+        }
+    };
+    let scratch = std::env::temp_dir().join(format!("kosmo-bench-{}", std::process::id()));
+    let cache = scratch.join("lib-cache");
+    let result = async {
+        let config = RuntimeConfig {
+            cache_dir: Some(cache.clone()),
+            ..RuntimeConfig::default()
+        };
+        let runtime = tokio::task::spawn_blocking(move || Runtime::new(config))
+            .await?
+            .map_err(|e| format!("{e:#}"))?;
+        let key = "pk_bench_breakdown_0123456789abcdef";
+        let acct = account("bench", key, &emu.base_url())?;
+        let id = create_profile(&runtime, &acct, "bench.breakdown@example.com").await?;
+        breakdown(&runtime, &cache, &emu.base_url(), key, &id).await
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    match result {
+        Ok(rows) => {
+            println!("emulator in-process, validate_requests: false");
+            println!();
+            println!("| stage | per call |");
+            println!("|---|---|");
+            for r in rows {
+                println!("| {} | {} |", r.what, r.value);
+            }
+        }
+        Err(e) => eprintln!("bench: {e}"),
+    }
+    0
+}
+
+async fn breakdown(
+    runtime: &Runtime,
+    cache: &Path,
+    base: &str,
+    key: &str,
+    profile_id: &str,
+) -> Result<Vec<Info>, AnyError> {
+    let cache = cache.to_path_buf();
+    let mirror = tokio::task::spawn_blocking(move || Mirror::new(&cache)).await??;
+    let acct = account("bench", key, base)?;
+    let info = runtime.function("get_profile").ok_or("no get_profile")?;
+    let args = json!({ "profile_id": profile_id });
+    let arg = kosmo::convert::args_to_val(&info.args, &args).map_err(|e| e.message)?;
+    let client = native_client();
+    let body = native_body(&client, base, key, profile_id).await?;
+    let fresh_client: NativeClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http();
+
+    // Egress now sends on pooled keep-alive connections (kosmo::pool).
+    let pools = Arc::new(kosmo::pool::Pools::new(None)?);
+    let real_hooks = || {
+        let log: ExchangeLog = Arc::new(Mutex::new(Vec::new()));
+        MirrorHooks::Real(EgressHooks::new(
+            acct.clone(),
+            runtime.config().egress.clone(),
+            log,
+            pools.clone(),
+        ))
+    };
+    let result_val = mirror.call(MirrorHooks::Canned(body.clone()), &arg).await?;
+
+    // Each stage: a warm-up, then 5 loops of BREAKDOWN_ITERS/5; the median loop per call.
+    macro_rules! stage {
+        ($body:expr) => {{
+            for _ in 0..20 {
+                $body;
+            }
+            let mut loops = Vec::new();
+            let n = BREAKDOWN_ITERS / 5;
+            for _ in 0..5 {
+                let t = Instant::now();
+                for _ in 0..n {
+                    $body;
+                }
+                loops.push(t.elapsed().as_secs_f64() / n as f64);
+            }
+            median(&mut loops)
+        }};
+    }
+
+    let convert = stage!({
+        let v = kosmo::convert::args_to_val(&info.args, &args).map_err(|e| e.message)?;
+        std::hint::black_box(v);
+        std::hint::black_box(kosmo::convert::val_to_json(&result_val));
+    });
+    let instantiate = stage!(mirror.instantiate().await?);
+    let canned = stage!(mirror.call(MirrorHooks::Canned(body.clone()), &arg).await?);
+    let real = stage!(mirror.call(real_hooks(), &arg).await?);
+    let library = stage!(library_get(runtime, &acct, profile_id).await?);
+    let native = stage!(native_get(&client, base, key, profile_id).await?);
+    let native_fresh = stage!(native_get(&fresh_client, base, key, profile_id).await?);
+
+    let pct = |x: f64| format!("{} ({:.0}% of the library call)", us(x), x / library * 100.0);
+    Ok(vec![
+        Info {
+            what: "a. Store::new + instantiate the component (fresh instance per call)".into(),
+            value: pct(instantiate),
+        },
+        Info {
+            what: "b. guest work + wasi-http plumbing, no network (canned in-memory 200 response; = whole canned call minus a)".into(),
+            value: pct(canned - instantiate),
+        },
+        Info {
+            what: "c. HTTP through wasi-http + kosmo egress hooks to the emulator (= real call minus canned call)".into(),
+            value: pct(real - canned),
+        },
+        Info {
+            what: "d. JSON <-> component values (args_to_val + val_to_json)".into(),
+            value: pct(convert),
+        },
+        Info {
+            what: "e. rest of `Runtime::call` (tenant semaphore, exchange log, error mapping; = library minus real mirror call minus d)".into(),
+            value: pct(library - real - convert),
+        },
+        Info {
+            what: "= library `Runtime::call` per call".into(),
+            value: us(library),
+        },
+        Info {
+            what: "native keep-alive GET + JSON parse (the whole native call, for scale)".into(),
+            value: us(native),
+        },
+        Info {
+            what: "native GET on a new connection each time (pool disabled), for scale".into(),
+            value: us(native_fresh),
+        },
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profiling modes
+
+/// `--profile-library N [CACHE]`: N sequential library calls (for `valgrind --tool=callgrind`).
+async fn profile_library(n: usize, cache: Option<PathBuf>) -> i32 {
+    let emu = match Emulator::start_with(EmulatorOptions {
+        validate_requests: false,
+        ..Default::default()
+    })
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return 0;
+        }
+    };
+    let result = async {
+        let config = RuntimeConfig {
+            cache_dir: cache,
+            ..RuntimeConfig::default()
+        };
+        let t = Instant::now();
+        let runtime = tokio::task::spawn_blocking(move || Runtime::new(config))
+            .await?
+            .map_err(|e| format!("{e:#}"))?;
+        eprintln!("Runtime::new: {}", ms(t.elapsed()));
+        let key = "pk_bench_profile_0123456789abcdef";
+        let acct = account("bench", key, &emu.base_url())?;
+        let id = create_profile(&runtime, &acct, "bench.profile@example.com").await?;
+        let t = Instant::now();
+        for _ in 0..n {
+            library_get(&runtime, &acct, &id).await?;
+        }
+        let per = t.elapsed().as_secs_f64() / n.max(1) as f64;
+        println!("{n} library get_profile calls: {} per call", us(per));
+        Ok::<_, AnyError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("bench: {e}");
+    }
+    0
+}
+
+/// `--profile-lua N`: the CLI doing N calls against an in-process emulator; prints timings.
+async fn profile_lua(n: usize) -> i32 {
+    let emu = match Emulator::start_with(EmulatorOptions {
+        validate_requests: false,
+        ..Default::default()
+    })
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return 0;
+        }
+    };
+    let scratch = std::env::temp_dir().join(format!("kosmo-bench-{}", std::process::id()));
+    let result = async {
+        let bin = kosmo_binary()?;
+        let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| format!("{e:#}"))?;
+        let key = "pk_bench_profile_lua_0123456789abcdef";
+        let acct = account("bench", key, &emu.base_url())?;
+        let id = create_profile(&runtime, &acct, "bench.lua@example.com").await?;
+        let home = scratch.join("home");
+        run_kosmo(&bin, &home, &emu.base_url(), key, "return app.integrations.klaviyo.get_profile({profile_id = \"x\"}) ~= nil")
+            .await
+            .ok();
+        let (wall, envelope) = run_kosmo(&bin, &home, &emu.base_url(), key, &lua_loop(&id, n)).await?;
+        let exec = envelope["execution_time_ms"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{n} calls through the CLI: wall {}, execution_time_ms {exec}, {} per call",
+            ms(Duration::from_secs_f64(wall)),
+            us(exec / 1000.0 / n.max(1) as f64)
+        );
+        Ok::<_, AnyError>(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let Err(e) = result {
+        eprintln!("bench: {e}");
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn account(name: &str, key: &str, base: &str) -> Result<Account, AnyError> {
+    Ok(Account::new(name, ApiKey::new(key), base)?)
+}
+
+async fn create_profile(runtime: &Runtime, acct: &Account, email: &str) -> Result<String, AnyError> {
+    let created = runtime
+        .call(acct, "create_profile", &json!({ "email": email }))
+        .await
+        .map_err(|e| format!("create_profile: {e}"))?;
+    Ok(created["id"]
+        .as_str()
+        .ok_or_else(|| format!("create_profile returned no id: {created}"))?
+        .to_string())
+}
+
+async fn library_get(runtime: &Runtime, acct: &Account, id: &str) -> Result<(), AnyError> {
+    let profile = runtime
+        .call(acct, "get_profile", &json!({ "profile_id": id }))
+        .await
+        .map_err(|e| format!("get_profile: {e}"))?;
+    std::hint::black_box(profile);
+    Ok(())
+}
+
+fn native_client() -> NativeClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn native_body(client: &NativeClient, base: &str, key: &str, id: &str) -> Result<Bytes, AnyError> {
+    let request = Request::get(format!("{base}/api/profiles/{id}"))
+        .header(AUTHORIZATION, format!("Klaviyo-API-Key {key}"))
+        .header("revision", REVISION)
+        .header(ACCEPT, "application/vnd.api+json")
+        .body(Empty::<Bytes>::new())?;
+    let response = client.request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        return Err(format!("native GET: {status}: {}", excerpt(&String::from_utf8_lossy(&body))).into());
+    }
+    Ok(body)
+}
+
+/// The native call: GET /api/profiles/{id} with the component's headers, JSON parsed.
+async fn native_get(client: &NativeClient, base: &str, key: &str, id: &str) -> Result<(), AnyError> {
+    let body = native_body(client, base, key, id).await?;
+    let value: Value = serde_json::from_slice(&body)?;
+    if value["data"]["id"].as_str() != Some(id) {
+        return Err("native GET: unexpected body".into());
+    }
+    std::hint::black_box(value);
+    Ok(())
+}
+
+/// The `kosmo` binary next to this one; under `cargo run`, built first so it is current.
+fn kosmo_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe.with_file_name("kosmo");
+    if let (Some(cargo), None) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("KOSMO_BENCH_NO_BUILD"),
+    ) {
+        eprintln!("building the kosmo binary (cargo build -p kosmo --bin kosmo) ...");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "kosmo", "--bin", "kosmo", "--manifest-path"])
+            .arg(&manifest);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => {}
+            _ => eprintln!("  (the build failed; using the binary already there, if any)"),
+        }
+    }
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "skipped: {} not found (cargo build --release -p kosmo)",
+            bin.display()
+        ))
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn us(seconds: f64) -> String {
+    format!("{:.1} µs", seconds * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn excerpt(s: &str) -> String {
+    let s = s.trim().replace('\n', " ");
+    let mut end = s.len().min(300);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
