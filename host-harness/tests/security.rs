@@ -75,6 +75,18 @@ async fn requests_outside_the_allow_list_are_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_guest_cannot_open_sockets() {
+    let (_emulator, account) = account().await;
+    let e = attack(&adversary(), &account, "socket").await;
+    assert!(
+        e.message
+            .contains("refused: ErrorCode { code: 1, name: \"access-denied\""),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_guest_cannot_set_its_own_authorization() {
     let (emulator, account) = account().await;
     let e = attack(&adversary(), &account, "set-authorization").await;
