@@ -15,7 +15,7 @@ use wasmtime::component::types::{ComponentExtern, ComponentItem};
 use wasmtime::component::{
     Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Type, Val,
 };
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -203,7 +203,45 @@ struct CallState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: EgressHooks,
-    limits: StoreLimits,
+    limits: MemoryLimiter,
+}
+
+/// Caps each linear memory and table of a call's instance, and remembers whether the cap was
+/// hit, so a trap caused by it is reported as `memory_limit` rather than guessed from text.
+struct MemoryLimiter {
+    max_memory: usize,
+    hit: bool,
+}
+
+/// Table elements an instance may have: generous for Rust components (a few hundred).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = true;
+            wasmtime::bail!("memory limit of {} bytes reached", self.max_memory);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.hit = true;
+            wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
+        }
+        Ok(true)
+    }
 }
 
 impl WasiView for CallState {
@@ -382,11 +420,10 @@ impl Runtime {
                 log,
                 self.inner.pools.clone(),
             ),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(config.memory_limit_bytes)
-                .instances(4)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryLimiter {
+                max_memory: config.memory_limit_bytes,
+                hit: false,
+            },
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -414,7 +451,10 @@ impl Runtime {
                     ),
                 ));
             }
-            Ok(Err(trap)) => return Err(trap_error(&name, &trap, config)),
+            Ok(Err(trap)) => {
+                let memory_hit = store.data().limits.hit;
+                return Err(trap_error(&name, &trap, config, memory_hit));
+            }
             Ok(Ok(results)) => results,
         };
         match &results[0] {
@@ -435,7 +475,12 @@ impl Runtime {
 }
 
 /// A trap or a limit hit, as a clear error (the Store is dropped with the call).
-fn trap_error(function: &str, trap: &wasmtime::Error, config: &RuntimeConfig) -> CallError {
+fn trap_error(
+    function: &str,
+    trap: &wasmtime::Error,
+    config: &RuntimeConfig,
+    memory_hit: bool,
+) -> CallError {
     let text = format!("{trap:#}");
     if let Some(t) = trap.downcast_ref::<wasmtime::Trap>() {
         if *t == wasmtime::Trap::OutOfFuel {
@@ -449,7 +494,7 @@ fn trap_error(function: &str, trap: &wasmtime::Error, config: &RuntimeConfig) ->
             );
         }
     }
-    if text.contains("memory") && (text.contains("grow") || text.contains("limit")) {
+    if memory_hit {
         return CallError::new(
             "memory_limit",
             function,
