@@ -29,7 +29,7 @@ pub fn load_or_compile(engine: &Engine, wasm: &[u8], dir: &Path) -> wasmtime::Re
         }
     }
     let compiled = engine.precompile_component(wasm)?;
-    if std::fs::create_dir_all(dir).is_ok() {
+    if create_private_dir(dir).is_ok() {
         // Write then rename, so a concurrent reader never maps a half-written file.
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         if std::fs::write(&tmp, &compiled).is_ok() && std::fs::rename(&tmp, &path).is_err() {
@@ -38,4 +38,14 @@ pub fn load_or_compile(engine: &Engine, wasm: &[u8], dir: &Path) -> wasmtime::Re
     }
     // SAFETY: the bytes were produced just above by this engine.
     unsafe { Component::deserialize(engine, &compiled) }
+}
+
+/// Create `dir` (and missing parents) readable by its owner only: it holds code the host maps
+/// and runs.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }

@@ -94,7 +94,11 @@ pub struct FunctionDoc {
 impl FunctionDoc {
     /// `POST /api/profiles`, when the doc names the endpoint.
     pub fn endpoint(&self) -> Option<String> {
-        Some(format!("{} {}", self.method.as_deref()?, self.path.as_deref()?))
+        Some(format!(
+            "{} {}",
+            self.method.as_deref()?,
+            self.path.as_deref()?
+        ))
     }
 }
 
@@ -131,14 +135,23 @@ pub struct Catalog {
 /// Codes the host adds to the component's own (see [`crate::runtime::CallError`] and the Lua
 /// layer): general behaviour of the harness, not per-function text.
 const HOST_ERRORS: &[(&str, &str)] = &[
-    ("unknown_function", "The name is not one of the functions; the message suggests the closest one."),
+    (
+        "unknown_function",
+        "The name is not one of the functions; the message suggests the closest one.",
+    ),
     (
         "permission_denied",
         "Also raised by the host when the account's policy is `deny`, or `ask` with no terminal to ask \
          on; `--force` lifts both for one run.",
     ),
-    ("not_configured", "No API key for that account (set `KLAVIYO_API_KEY` or run `kosmo integrations:configure`)."),
-    ("cpu_limit / memory_limit", "The plugin or the script used more CPU time or memory than allowed."),
+    (
+        "not_configured",
+        "No API key for that account (set `KLAVIYO_API_KEY` or run `kosmo integrations:configure`).",
+    ),
+    (
+        "cpu_limit / memory_limit",
+        "The plugin or the script used more CPU time or memory than allowed.",
+    ),
 ];
 
 /// Errors whose WIT kind is spelled differently as a code (see `CallError::from_component`).
@@ -173,12 +186,18 @@ impl Catalog {
             .lines()
             .map(|l| {
                 let t = l.trim_start();
-                if t.starts_with("//") && !t.starts_with("///") { "" } else { l }
+                if t.starts_with("//") && !t.starts_with("///") {
+                    ""
+                } else {
+                    l
+                }
             })
             .collect::<Vec<_>>()
             .join("\n");
         let mut resolve = Resolve::new();
-        let package = resolve.push_str("klaviyo.wit", &wit).map_err(|e| format!("{e:#}"))?;
+        let package = resolve
+            .push_str("klaviyo.wit", &wit)
+            .map_err(|e| format!("{e:#}"))?;
         let package = &resolve.packages[package];
         let interface_id = *package
             .interfaces
@@ -194,38 +213,45 @@ impl Catalog {
 
         let mut errors = Vec::new();
         let mut error_fields = Vec::new();
-        if let Some(&id) = interface.types.get("error-kind") {
-            if let TypeDefKind::Enum(e) = &resolve.types[id].kind {
-                for case in &e.cases {
-                    errors.push(ErrorCodeDoc {
-                        code: code_of_kind(&case.name),
-                        doc: reader.text(case.docs.contents.as_deref().unwrap_or("")),
-                    });
-                }
+        if let Some(&id) = interface.types.get("error-kind")
+            && let TypeDefKind::Enum(e) = &resolve.types[id].kind
+        {
+            for case in &e.cases {
+                errors.push(ErrorCodeDoc {
+                    code: code_of_kind(&case.name),
+                    doc: reader.text(case.docs.contents.as_deref().unwrap_or("")),
+                });
             }
         }
-        if let Some(&id) = interface.types.get("error") {
-            if let TypeDefKind::Record(r) = &resolve.types[id].kind {
-                for field in &r.fields {
-                    // `kind` is the table's `code`; Klaviyo's own `code` moves aside.
-                    let name = match field.name.as_str() {
-                        "kind" => "code".to_string(),
-                        "code" => "klaviyo_code".to_string(),
-                        other => snake(other),
-                    };
-                    // The code is a string (see the codes table), whatever the WIT enum says.
-                    let ty = if field.name == "kind" { "string".into() } else { reader.type_name(&field.ty, &field.name) };
-                    error_fields.push(Param {
-                        name,
-                        ty,
-                        required: !reader.is_option(&field.ty),
-                        doc: reader.text(field.docs.contents.as_deref().unwrap_or("")),
-                    });
-                }
+        if let Some(&id) = interface.types.get("error")
+            && let TypeDefKind::Record(r) = &resolve.types[id].kind
+        {
+            for field in &r.fields {
+                // `kind` is the table's `code`; Klaviyo's own `code` moves aside.
+                let name = match field.name.as_str() {
+                    "kind" => "code".to_string(),
+                    "code" => "klaviyo_code".to_string(),
+                    other => snake(other),
+                };
+                // The code is a string (see the codes table), whatever the WIT enum says.
+                let ty = if field.name == "kind" {
+                    "string".into()
+                } else {
+                    reader.type_name(&field.ty, &field.name)
+                };
+                error_fields.push(Param {
+                    name,
+                    ty,
+                    required: !reader.is_option(&field.ty),
+                    doc: reader.text(field.docs.contents.as_deref().unwrap_or("")),
+                });
             }
         }
         for (code, doc) in HOST_ERRORS {
-            errors.push(ErrorCodeDoc { code: code.to_string(), doc: doc.to_string() });
+            errors.push(ErrorCodeDoc {
+                code: code.to_string(),
+                doc: doc.to_string(),
+            });
         }
 
         Ok(Catalog {
@@ -281,17 +307,33 @@ impl Catalog {
             .filter(|w| !w.is_empty())
             .map(|w| snake(&w.to_lowercase()))
             .collect();
+        // Short words ("a", "of") match everything: keep them only when nothing else is asked.
+        let long: Vec<String> = words.iter().filter(|w| w.len() >= 3).cloned().collect();
+        let words = if long.is_empty() { words } else { long };
         if words.is_empty() {
             return Vec::new();
         }
         let mut hits = Vec::new();
         let overview = self.overview().to_lowercase();
-        let score = words.iter().map(|w| u32::from(overview.contains(w.as_str()))).sum::<u32>();
+        // The overview holds the general topics (accounts, errors, pagination): a word it
+        // contains counts like a summary match.
+        let score = words
+            .iter()
+            .map(|w| match overview.matches(w.as_str()).count() {
+                0 => 0,
+                n => 8 + n.min(5) as u32,
+            })
+            .sum::<u32>();
         if score > 0 {
-            hits.push(TopicSummary { topic: "klaviyo".into(), summary: first_sentence(&self.interface_doc), score });
+            hits.push(TopicSummary {
+                topic: "klaviyo".into(),
+                summary: first_sentence(&self.interface_doc),
+                score,
+            });
         }
         for f in &self.functions {
-            let summary = format!("{} {}", f.summary, f.endpoint().unwrap_or_default()).to_lowercase();
+            let summary =
+                format!("{} {}", f.summary, f.endpoint().unwrap_or_default()).to_lowercase();
             let fields: Vec<&str> = f
                 .params
                 .iter()
@@ -316,7 +358,11 @@ impl Catalog {
                 score += text.matches(w).count().min(5) as u32;
             }
             if score > 0 {
-                hits.push(TopicSummary { topic: format!("klaviyo.{}", f.name), summary: f.line(), score });
+                hits.push(TopicSummary {
+                    topic: format!("klaviyo.{}", f.name),
+                    summary: f.line(),
+                    score,
+                });
             }
         }
         hits.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.topic.cmp(&b.topic)));
@@ -337,7 +383,11 @@ impl Catalog {
             return Ok(self.function_page(f));
         }
         let topics: Vec<String> = self.list().into_iter().map(|t| t.topic).collect();
-        let wanted = if t.starts_with("klaviyo.") { t.to_string() } else { format!("klaviyo.{t}") };
+        let wanted = if t.starts_with("klaviyo.") {
+            t.to_string()
+        } else {
+            format!("klaviyo.{t}")
+        };
         let hint = crate::convert::suggest(&wanted, topics.iter().map(String::as_str))
             .map(|s| format!(" Did you mean `{s}`?"))
             .unwrap_or_else(|| " Try docs.list() or docs.search(words).".to_string());
@@ -350,7 +400,12 @@ impl Catalog {
         out.push_str("\n# Function reference\n");
         for f in &self.functions {
             out.push('\n');
-            out.push_str(&self.function_page(f).replacen("# ", "## ", 1).replace("\n## ", "\n### "));
+            out.push_str(
+                &self
+                    .function_page(f)
+                    .replacen("# ", "## ", 1)
+                    .replace("\n## ", "\n### "),
+            );
         }
         out
     }
@@ -359,7 +414,11 @@ impl Catalog {
     fn overview(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "# klaviyo\n");
-        let _ = writeln!(o, "{}\n", self.package_doc.split("\n\n").next().unwrap_or_default());
+        let _ = writeln!(
+            o,
+            "{}\n",
+            self.package_doc.split("\n\n").next().unwrap_or_default()
+        );
         let _ = writeln!(o, "{}\n", self.interface_doc);
         o.push_str(
             "Call a function as `app.integrations.klaviyo.<name>(args)` with one table of named \
@@ -477,7 +536,13 @@ impl Catalog {
             .iter()
             .map(|p| format!("{}{}: {}", p.name, if p.required { "" } else { "?" }, p.ty))
             .collect();
-        let _ = writeln!(o, "{}({{{}}}) -> {}\n```\n", f.name, args.join(", "), f.result);
+        let _ = writeln!(
+            o,
+            "{}({{{}}}) -> {}\n```\n",
+            f.name,
+            args.join(", "),
+            f.result
+        );
         o.push_str("## Parameters\n\n");
         if f.params.is_empty() {
             o.push_str("None: pass `{}`.\n\n");
@@ -505,8 +570,18 @@ impl Catalog {
             }
             o.push_str("| field | type | description |\n|---|---|---|\n");
             for field in &r.fields {
-                let ty = if field.required { field.ty.clone() } else { format!("{} or nil", field.ty) };
-                let _ = writeln!(o, "| `{}` | {} | {} |", field.name, cell(&ty), cell(&field.doc));
+                let ty = if field.required {
+                    field.ty.clone()
+                } else {
+                    format!("{} or nil", field.ty)
+                };
+                let _ = writeln!(
+                    o,
+                    "| `{}` | {} | {} |",
+                    field.name,
+                    cell(&ty),
+                    cell(&field.doc)
+                );
             }
             o.push('\n');
         }
@@ -524,11 +599,22 @@ impl Catalog {
             .filter(|c| f.description.contains(&format!("`{c}`")))
             .collect();
         if !codes.is_empty() {
-            let _ = write!(o, " This function also documents: {}.", codes.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "));
+            let _ = write!(
+                o,
+                " This function also documents: {}.",
+                codes
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         o.push_str("\n\n");
         if let Some(example) = &f.example {
-            let _ = writeln!(o, "## Example\n\n```lua\nlocal klaviyo = app.integrations.klaviyo\n{example}\n```");
+            let _ = writeln!(
+                o,
+                "## Example\n\n```lua\nlocal klaviyo = app.integrations.klaviyo\n{example}\n```"
+            );
         }
         o
     }
@@ -551,7 +637,11 @@ fn cell(text: &str) -> String {
 
 /// The first sentence of a text (a period followed by a space or the end, outside backticks).
 fn first_sentence(text: &str) -> String {
-    let first = text.split("\n\n").next().unwrap_or_default().replace('\n', " ");
+    let first = text
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .replace('\n', " ");
     let mut in_code = false;
     let chars: Vec<char> = first.chars().collect();
     for (i, c) in chars.iter().enumerate() {
@@ -606,10 +696,17 @@ impl<'a> Reader<'a> {
     /// A doc comment as shown to Lua users: paragraphs kept, lines joined, WIT names in
     /// snake_case.
     fn text(&self, doc: &str) -> String {
-        let joined: Vec<String> = doc.split("\n\n").map(|p| p.trim().replace('\n', " ")).collect();
+        let joined: Vec<String> = doc
+            .split("\n\n")
+            .map(|p| p.trim().replace('\n', " "))
+            .collect();
         self.code_span
             .replace_all(&joined.join("\n\n"), |c: &regex::Captures<'_>| {
-                if self.names.contains(&c[1]) { format!("`{}`", snake(&c[1])) } else { c[0].to_string() }
+                if self.names.contains(&c[1]) {
+                    format!("`{}`", snake(&c[1]))
+                } else {
+                    c[0].to_string()
+                }
             })
             .into_owned()
     }
@@ -617,8 +714,9 @@ impl<'a> Reader<'a> {
     fn function(&self, function: &wit_parser::Function) -> Result<FunctionDoc, String> {
         let name = snake(&function.name);
         let doc = self.text(function.docs.contents.as_deref().unwrap_or(""));
-        let (example, described): (Vec<&str>, Vec<&str>) =
-            doc.split("\n\n").partition(|p| p.trim_start().starts_with("Example:"));
+        let (example, described): (Vec<&str>, Vec<&str>) = doc
+            .split("\n\n")
+            .partition(|p| p.trim_start().starts_with("Example:"));
         let example = example.first().and_then(|p| {
             let start = p.find('`')?;
             let end = p.rfind('`')?;
@@ -628,7 +726,11 @@ impl<'a> Reader<'a> {
         let first = described.first().copied().unwrap_or_default();
         let endpoint = self.endpoint.captures(&description);
         // A function whose doc does not say is treated as a write: the safe side.
-        let kind = match self.kind.captures(first).or_else(|| self.kind.captures(&description)) {
+        let kind = match self
+            .kind
+            .captures(first)
+            .or_else(|| self.kind.captures(&description))
+        {
             Some(c) if &c[1] == "read" => Kind::Read,
             _ => Kind::Write,
         };
@@ -639,7 +741,10 @@ impl<'a> Reader<'a> {
                 params = fields;
             }
         } else {
-            return Err(format!("{} does not take one argument record", function.name));
+            return Err(format!(
+                "{} does not take one argument record",
+                function.name
+            ));
         }
         let ok = match &function.result {
             Some(Type::Id(id)) => match &self.resolve.types[*id].kind {
@@ -648,7 +753,9 @@ impl<'a> Reader<'a> {
             },
             other => *other,
         };
-        let result = ok.map(|t| self.type_name(&t, "")).unwrap_or_else(|| "nothing".into());
+        let result = ok
+            .map(|t| self.type_name(&t, ""))
+            .unwrap_or_else(|| "nothing".into());
         let mut records = Vec::new();
         if let Some(t) = ok {
             self.collect_records(&t, &mut records);
@@ -670,7 +777,9 @@ impl<'a> Reader<'a> {
 
     fn record_fields(&self, ty: &Type) -> Option<Vec<Param>> {
         let Type::Id(id) = ty else { return None };
-        let TypeDefKind::Record(r) = &self.resolve.types[*id].kind else { return None };
+        let TypeDefKind::Record(r) = &self.resolve.types[*id].kind else {
+            return None;
+        };
         Some(
             r.fields
                 .iter()
@@ -703,7 +812,9 @@ impl<'a> Reader<'a> {
                     self.collect_records(&f.ty, out);
                 }
             }
-            TypeDefKind::Option(t) | TypeDefKind::List(t) | TypeDefKind::Type(t) => self.collect_records(t, out),
+            TypeDefKind::Option(t) | TypeDefKind::List(t) | TypeDefKind::Type(t) => {
+                self.collect_records(t, out)
+            }
             _ => {}
         }
     }
@@ -717,9 +828,14 @@ impl<'a> Reader<'a> {
     fn type_name(&self, ty: &Type, field: &str) -> String {
         match ty {
             Type::Bool => "boolean".into(),
-            Type::U8 | Type::U16 | Type::U32 | Type::U64 | Type::S8 | Type::S16 | Type::S32 | Type::S64 => {
-                "integer".into()
-            }
+            Type::U8
+            | Type::U16
+            | Type::U32
+            | Type::U64
+            | Type::S8
+            | Type::S16
+            | Type::S32
+            | Type::S64 => "integer".into(),
             Type::F32 | Type::F64 => "number".into(),
             Type::String if field == "properties" => "table (JSON object)".into(),
             Type::Char | Type::String => "string".into(),
@@ -735,9 +851,16 @@ impl<'a> Reader<'a> {
             TypeDefKind::List(t) => format!("array of {}", self.type_name(t, field)),
             TypeDefKind::Enum(e) => format!(
                 "one of {}",
-                e.cases.iter().map(|c| format!("\"{}\"", snake(&c.name))).collect::<Vec<_>>().join(", ")
+                e.cases
+                    .iter()
+                    .map(|c| format!("\"{}\"", snake(&c.name)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            TypeDefKind::Result(r) => r.ok.map(|t| self.type_name(&t, field)).unwrap_or_else(|| "nothing".into()),
+            TypeDefKind::Result(r) => {
+                r.ok.map(|t| self.type_name(&t, field))
+                    .unwrap_or_else(|| "nothing".into())
+            }
             _ => snake(def.name.as_deref().unwrap_or("value")),
         }
     }
@@ -751,9 +874,22 @@ mod tests {
     fn the_embedded_wit_gives_fifteen_functions_with_kinds() {
         let c = Catalog::parse(WIT).unwrap();
         assert_eq!(c.functions().len(), 15);
-        let writes: Vec<&str> =
-            c.functions().iter().filter(|f| f.kind == Kind::Write).map(|f| f.name.as_str()).collect();
-        assert_eq!(writes, ["create_profile", "update_profile", "subscribe_profile", "create_event", "create_list"]);
+        let writes: Vec<&str> = c
+            .functions()
+            .iter()
+            .filter(|f| f.kind == Kind::Write)
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(
+            writes,
+            [
+                "create_profile",
+                "update_profile",
+                "subscribe_profile",
+                "create_event",
+                "create_list"
+            ]
+        );
         assert_eq!(kind("klaviyo_get_profile"), Some(Kind::Read));
         assert_eq!(kind("nope"), None);
         for f in c.functions() {
@@ -770,12 +906,22 @@ mod tests {
         assert!(page.contains("greater-or-equal(datetime"), "{page}");
         assert!(page.contains("`page_cursor`"), "{page}");
         let page = c.read("klaviyo.create_profile").unwrap();
-        assert!(!page.contains("-----"), "plain comments are not docs: {page}");
+        assert!(
+            !page.contains("-----"),
+            "plain comments are not docs: {page}"
+        );
         assert!(page.contains("| `email` | string | yes |"), "{page}");
         assert!(page.contains("`duplicate_profile`"), "{page}");
         assert!(page.contains("`location`:"), "{page}");
-        assert!(c.read("klaviyo.create_profil").unwrap_err().contains("klaviyo.create_profile"));
-        assert_eq!(c.read("integrations.klaviyo.get_flow").unwrap(), c.read("klaviyo.get_flow").unwrap());
+        assert!(
+            c.read("klaviyo.create_profil")
+                .unwrap_err()
+                .contains("klaviyo.create_profile")
+        );
+        assert_eq!(
+            c.read("integrations.klaviyo.get_flow").unwrap(),
+            c.read("klaviyo.get_flow").unwrap()
+        );
     }
 
     #[test]
@@ -783,6 +929,7 @@ mod tests {
         let hits = catalog().search("subscribe");
         assert_eq!(hits[0].topic, "klaviyo.subscribe_profile");
         assert!(catalog().search("").is_empty());
+        assert_eq!(catalog().search("cursor pagination")[0].topic, "klaviyo");
         assert!(catalog().full_reference().contains("### Parameters"));
     }
 
@@ -790,6 +937,9 @@ mod tests {
     fn first_sentences_skip_code_spans() {
         assert_eq!(first_sentence("Get one. `GET /a.b` (read)."), "Get one.");
         assert_eq!(first_sentence("Uses `a.b` here. More."), "Uses `a.b` here.");
-        assert_eq!(first_sentence("Record (e.g. an order). More."), "Record (e.g. an order).");
+        assert_eq!(
+            first_sentence("Record (e.g. an order). More."),
+            "Record (e.g. an order)."
+        );
     }
 }

@@ -53,16 +53,21 @@ pub fn home_dir() -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("KOSMO_HOME").filter(|h| !h.is_empty()) {
         return Some(PathBuf::from(home));
     }
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".kosmo"))
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".kosmo"))
 }
 
 impl Store {
     /// Read the file under `home` (an absent file is an empty store).
     pub fn load(home: Option<&Path>) -> Result<Store, String> {
-        let Some(home) = home else { return Ok(Store::default()) };
+        let Some(home) = home else {
+            return Ok(Store::default());
+        };
         let path = home.join(FILE_NAME);
         match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{} is not a valid accounts file: {e}", path.display())),
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a valid accounts file: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Store::default()),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
@@ -103,7 +108,9 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    builder
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -128,7 +135,10 @@ pub struct EnvAccount {
 impl EnvAccount {
     /// Read `KLAVIYO_API_KEY` and `KLAVIYO_BASE_URL`.
     pub fn from_env() -> Option<EnvAccount> {
-        let api_key = std::env::var("KLAVIYO_API_KEY").ok().map(|k| k.trim().to_string()).filter(|k| !k.is_empty())?;
+        let api_key = std::env::var("KLAVIYO_API_KEY")
+            .ok()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())?;
         let base_url = std::env::var("KLAVIYO_BASE_URL")
             .ok()
             .map(|u| u.trim().to_string())
@@ -142,11 +152,22 @@ impl EnvAccount {
 /// any) or the stored `default`, then every other stored account.
 pub fn resolve(store: &Store, env: Option<&EnvAccount>) -> Result<Vec<AccountConfig>, String> {
     let mut accounts = Vec::new();
-    let policy_of = |s: &StoredAccount| Policy { read: s.read, write: s.write };
+    let policy_of = |s: &StoredAccount| Policy {
+        read: s.read,
+        write: s.write,
+    };
     if let Some(env) = env {
-        let policy = store.klaviyo.get(DEFAULT_ACCOUNT).map(policy_of).unwrap_or_default();
-        let account = Account::new(DEFAULT_ACCOUNT, ApiKey::new(env.api_key.clone()), &env.base_url)
-            .map_err(|e| format!("KLAVIYO_BASE_URL: {e}"))?;
+        let policy = store
+            .klaviyo
+            .get(DEFAULT_ACCOUNT)
+            .map(policy_of)
+            .unwrap_or_default();
+        let account = Account::new(
+            DEFAULT_ACCOUNT,
+            ApiKey::new(env.api_key.clone()),
+            &env.base_url,
+        )
+        .map_err(|e| format!("KLAVIYO_BASE_URL: {e}"))?;
         accounts.push(AccountConfig { account, policy });
     }
     for (name, stored) in &store.klaviyo {
@@ -156,7 +177,10 @@ pub fn resolve(store: &Store, env: Option<&EnvAccount>) -> Result<Vec<AccountCon
         let base_url = stored.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         let account = Account::new(name.clone(), ApiKey::new(stored.api_key.clone()), base_url)
             .map_err(|e| format!("account `{name}`: {e}"))?;
-        accounts.push(AccountConfig { account, policy: policy_of(stored) });
+        accounts.push(AccountConfig {
+            account,
+            policy: policy_of(stored),
+        });
     }
     Ok(accounts)
 }
@@ -165,7 +189,9 @@ pub fn resolve(store: &Store, env: Option<&EnvAccount>) -> Result<Vec<AccountCon
 /// works), not a function's name.
 pub fn check_account_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
-    let identifier = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let identifier = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !identifier || name.len() > 64 {
         return Err(format!(
@@ -173,7 +199,9 @@ pub fn check_account_name(name: &str) -> Result<(), String> {
         ));
     }
     if crate::docs::catalog().function(name).is_some() {
-        return Err(format!("`{name}` is the name of a Klaviyo function: pick another account name"));
+        return Err(format!(
+            "`{name}` is the name of a Klaviyo function: pick another account name"
+        ));
     }
     Ok(())
 }
@@ -194,14 +222,25 @@ mod tests {
         let mut store = Store::default();
         store.klaviyo.insert(
             "shop".into(),
-            StoredAccount { api_key: "pk_x".into(), base_url: None, read: Access::Allow, write: Access::Deny },
+            StoredAccount {
+                api_key: "pk_x".into(),
+                base_url: None,
+                read: Access::Allow,
+                write: Access::Deny,
+            },
         );
         let path = store.save(&home).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-            assert_eq!(fs::metadata(&home).unwrap().permissions().mode() & 0o777, 0o700);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(
+                fs::metadata(&home).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
         }
         let loaded = Store::load(Some(&home)).unwrap();
         assert_eq!(loaded.klaviyo["shop"].write, Access::Deny);

@@ -19,14 +19,20 @@ fn function_name(text: &str) -> Result<String, String> {
     let t = t.strip_prefix("integrations.").unwrap_or(t);
     let name = match t.split_once('.') {
         Some(("klaviyo", name)) => name,
-        Some((other, _)) => return Err(format!("unknown integration `{other}`: only `klaviyo` is available")),
+        Some((other, _)) => {
+            return Err(format!(
+                "unknown integration `{other}`: only `klaviyo` is available"
+            ));
+        }
         None => t,
     };
     match docs::catalog().function(name) {
         Some(f) => Ok(f.name.clone()),
         None => {
             let names = docs::catalog().functions().iter().map(|f| f.name.as_str());
-            let hint = crate::convert::suggest(name, names).map(|s| format!(" Did you mean klaviyo.{s}?")).unwrap_or_default();
+            let hint = crate::convert::suggest(name, names)
+                .map(|s| format!(" Did you mean klaviyo.{s}?"))
+                .unwrap_or_default();
             Err(format!("Unknown function: klaviyo.{name}.{hint}"))
         }
     }
@@ -34,14 +40,22 @@ fn function_name(text: &str) -> Result<String, String> {
 
 /// Pull the command's own flags out of the trailing pairs (clap stops at the first unknown
 /// `--name`), then read the rest as arguments, typed by the function's parameters.
-fn parse_pairs(function: &str, pairs: &[String], args: &mut CallArgs) -> Result<Map<String, Value>, String> {
-    let doc = docs::catalog().function(function).expect("checked by function_name");
+fn parse_pairs(
+    function: &str,
+    pairs: &[String],
+    args: &mut CallArgs,
+) -> Result<Map<String, Value>, String> {
+    let doc = docs::catalog()
+        .function(function)
+        .expect("checked by function_name");
     let mut out = Map::new();
     let mut i = 0;
     while i < pairs.len() {
         let item = &pairs[i];
         let Some(flag) = item.strip_prefix("--") else {
-            return Err(format!("unexpected `{item}`: arguments are `--name value` pairs"));
+            return Err(format!(
+                "unexpected `{item}`: arguments are `--name value` pairs"
+            ));
         };
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
@@ -63,7 +77,10 @@ fn parse_pairs(function: &str, pairs: &[String], args: &mut CallArgs) -> Result<
             Some(v) => v,
             None => {
                 i += 1;
-                pairs.get(i).cloned().ok_or_else(|| format!("`--{name}` needs a value"))?
+                pairs
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("`--{name}` needs a value"))?
             }
         };
         i += 1;
@@ -72,7 +89,12 @@ fn parse_pairs(function: &str, pairs: &[String], args: &mut CallArgs) -> Result<
             "args" => args.args = Some(value),
             _ => {
                 let key = name.replace('-', "_");
-                let ty = doc.params.iter().find(|p| p.name == key).map(|p| p.ty.as_str()).unwrap_or("string");
+                let ty = doc
+                    .params
+                    .iter()
+                    .find(|p| p.name == key)
+                    .map(|p| p.ty.as_str())
+                    .unwrap_or("string");
                 out.insert(key, typed(ty, &value));
             }
         }
@@ -123,8 +145,20 @@ pub(super) fn call(mut args: CallArgs) -> i32 {
             Err(e) => return e.report(&options),
         };
         let started = Instant::now();
-        let result = ctx.host.invoke(args.account.as_deref(), &function, &Value::Object(call_args)).await;
-        let calls: Vec<Value> = ctx.host.take_records().iter().map(|r| r.to_json()).collect();
+        let result = ctx
+            .host
+            .invoke(
+                args.account.as_deref(),
+                &function,
+                &Value::Object(call_args),
+            )
+            .await;
+        let calls: Vec<Value> = ctx
+            .host
+            .take_records()
+            .iter()
+            .map(|r| r.to_json())
+            .collect();
         let (success, error, result) = match result {
             Ok(v) => (true, None, vec![v]),
             Err(e) => (false, Some(e.to_json()), Vec::new()),
@@ -153,8 +187,15 @@ mod tests {
     #[test]
     fn names_and_typed_pairs() {
         assert_eq!(function_name("klaviyo.get_profile").unwrap(), "get_profile");
-        assert_eq!(function_name("app.integrations.klaviyo.klaviyo_list_lists").unwrap(), "list_lists");
-        assert!(function_name("klaviyo.get_profil").unwrap_err().contains("klaviyo.get_profile"));
+        assert_eq!(
+            function_name("app.integrations.klaviyo.klaviyo_list_lists").unwrap(),
+            "list_lists"
+        );
+        assert!(
+            function_name("klaviyo.get_profil")
+                .unwrap_err()
+                .contains("klaviyo.get_profile")
+        );
         assert!(function_name("shopify.x").is_err());
         assert_eq!(typed("integer", "5"), json!(5));
         assert_eq!(typed("string", "5"), json!("5"));

@@ -17,7 +17,15 @@ pub(super) fn configure(args: ConfigureArgs) -> i32 {
             0
         }
         Err((exit, message)) => {
-            eprintln!("error: {}: {}", if exit == EXIT_USAGE { "usage_error" } else { "config_error" }, redactor.text(&message));
+            eprintln!(
+                "error: {}: {}",
+                if exit == EXIT_USAGE {
+                    "usage_error"
+                } else {
+                    "config_error"
+                },
+                redactor.text(&message)
+            );
             exit
         }
     }
@@ -26,17 +34,28 @@ pub(super) fn configure(args: ConfigureArgs) -> i32 {
 fn run(args: &ConfigureArgs, redactor: &mut Redactor) -> Result<String, (i32, String)> {
     let usage = |m: String| (EXIT_USAGE, m);
     if args.integration != "klaviyo" {
-        return Err(usage(format!("unknown integration `{}`: only `klaviyo` can be configured", args.integration)));
+        return Err(usage(format!(
+            "unknown integration `{}`: only `klaviyo` can be configured",
+            args.integration
+        )));
     }
-    let home = accounts::home_dir().ok_or_else(|| usage("set KOSMO_HOME or HOME to store accounts".into()))?;
+    let home = accounts::home_dir()
+        .ok_or_else(|| usage("set KOSMO_HOME or HOME to store accounts".into()))?;
     let mut store = Store::load(Some(&home)).map_err(|m| (EXIT_FAILURE, m))?;
     redactor.extend(store.keys());
 
     if args.list {
         if store.klaviyo.is_empty() {
-            return Ok(format!("No Klaviyo accounts in {}", home.join("accounts.json").display()));
+            return Ok(format!(
+                "No Klaviyo accounts in {}",
+                home.join("accounts.json").display()
+            ));
         }
-        let lines: Vec<String> = store.klaviyo.iter().map(|(name, a)| describe(name, a)).collect();
+        let lines: Vec<String> = store
+            .klaviyo
+            .iter()
+            .map(|(name, a)| describe(name, a))
+            .collect();
         return Ok(lines.join("\n"));
     }
     accounts::check_account_name(&args.account).map_err(usage)?;
@@ -46,22 +65,32 @@ fn run(args: &ConfigureArgs, redactor: &mut Redactor) -> Result<String, (i32, St
             return Err(usage(format!("no Klaviyo account `{name}` to remove")));
         }
         let path = store.save(&home).map_err(|m| (EXIT_FAILURE, m))?;
-        return Ok(format!("Removed Klaviyo account `{name}` from {}", path.display()));
+        return Ok(format!(
+            "Removed Klaviyo account `{name}` from {}",
+            path.display()
+        ));
     }
 
     let mut api_key = None;
     let mut base_url = None;
     for setting in &args.set {
-        let (key, value) = setting
-            .split_once('=')
-            .ok_or_else(|| usage(format!("--set takes KEY=VALUE (api_key or base_url), got `{}`", redact_setting(setting))))?;
+        let (key, value) = setting.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "--set takes KEY=VALUE (api_key or base_url), got `{}`",
+                redact_setting(setting)
+            ))
+        })?;
         match key.trim() {
             "api_key" => api_key = Some(read_key(value.trim()).map_err(usage)?),
             "base_url" => {
                 accounts::check_base_url(value).map_err(usage)?;
                 base_url = Some(value.trim().trim_end_matches('/').to_string());
             }
-            other => return Err(usage(format!("unknown setting `{other}`: use api_key or base_url"))),
+            other => {
+                return Err(usage(format!(
+                    "unknown setting `{other}`: use api_key or base_url"
+                )));
+            }
         }
     }
     if let Some(key) = &api_key {
@@ -100,14 +129,20 @@ fn run(args: &ConfigureArgs, redactor: &mut Redactor) -> Result<String, (i32, St
     let line = describe(&name, &account);
     store.klaviyo.insert(name, account);
     let path = store.save(&home).map_err(|m| (EXIT_FAILURE, m))?;
-    Ok(format!("{} {line} in {}", if created { "Added" } else { "Updated" }, path.display()))
+    Ok(format!(
+        "{} {line} in {}",
+        if created { "Added" } else { "Updated" },
+        path.display()
+    ))
 }
 
 /// One line about an account, without its key.
 fn describe(name: &str, a: &StoredAccount) -> String {
     format!(
         "klaviyo account `{name}`: base_url {}, read {}, write {}, api_key set",
-        a.base_url.as_deref().unwrap_or(crate::egress::DEFAULT_BASE_URL),
+        a.base_url
+            .as_deref()
+            .unwrap_or(crate::egress::DEFAULT_BASE_URL),
         a.read,
         a.write
     )
@@ -115,7 +150,11 @@ fn describe(name: &str, a: &StoredAccount) -> String {
 
 /// `--set` text in an error: never the value of an `api_key`.
 fn redact_setting(setting: &str) -> String {
-    if setting.contains("api_key") { "api_key...".into() } else { setting.to_string() }
+    if setting.contains("api_key") {
+        "api_key...".into()
+    } else {
+        setting.to_string()
+    }
 }
 
 /// The key given, or read from standard input for `-` (keeps it out of shell history).
@@ -125,7 +164,9 @@ fn read_key(value: &str) -> Result<String, String> {
             eprint!("Klaviyo API key: ");
         }
         let mut text = String::new();
-        std::io::stdin().read_line(&mut text).map_err(|e| format!("cannot read the key from standard input: {e}"))?;
+        std::io::stdin()
+            .read_line(&mut text)
+            .map_err(|e| format!("cannot read the key from standard input: {e}"))?;
         text.trim().to_string()
     } else {
         value.to_string()

@@ -11,7 +11,9 @@ use super::accounts::{self, EnvAccount, Store};
 use super::redact::Redactor;
 use crate::egress::{Account, ApiKey};
 use crate::emulator::Emulator;
-use crate::lua::{AccountConfig, DEFAULT_ACCOUNT, Host, HostOptions, Policy, Prompter, TerminalPrompter};
+use crate::lua::{
+    AccountConfig, DEFAULT_ACCOUNT, Host, HostOptions, Policy, Prompter, TerminalPrompter,
+};
 use crate::runtime::RuntimeConfig;
 
 /// Everything a run sets up.
@@ -42,22 +44,37 @@ impl Context {
         let home = accounts::home_dir();
         let env = EnvAccount::from_env();
         let mut redactor = Redactor::new(env.iter().map(|e| e.api_key.clone()));
-        let fail = |message: String, exit: i32, redactor: &Redactor| SetupError { message, exit, redactor: redactor.clone() };
-        let store = Store::load(home.as_deref()).map_err(|m| fail(m, super::EXIT_USAGE, &redactor))?;
+        let fail = |message: String, exit: i32, redactor: &Redactor| SetupError {
+            message,
+            exit,
+            redactor: redactor.clone(),
+        };
+        let store =
+            Store::load(home.as_deref()).map_err(|m| fail(m, super::EXIT_USAGE, &redactor))?;
         redactor.extend(store.keys());
-        let mut list = accounts::resolve(&store, env.as_ref()).map_err(|m| fail(m, super::EXIT_USAGE, &redactor))?;
+        let mut list = accounts::resolve(&store, env.as_ref())
+            .map_err(|m| fail(m, super::EXIT_USAGE, &redactor))?;
 
         let mut emulator = None;
         if options.sandbox {
-            let emu = Emulator::start()
-                .await
-                .map_err(|e| fail(format!("cannot start the sandbox emulator: {e}"), super::EXIT_FAILURE, &redactor))?;
+            let emu = Emulator::start().await.map_err(|e| {
+                fail(
+                    format!("cannot start the sandbox emulator: {e}"),
+                    super::EXIT_FAILURE,
+                    &redactor,
+                )
+            })?;
             if !list.iter().any(|a| a.account.name == DEFAULT_ACCOUNT) {
-                list.insert(0, sandbox_account(DEFAULT_ACCOUNT, Policy::default(), &emu)?);
+                list.insert(
+                    0,
+                    sandbox_account(DEFAULT_ACCOUNT, Policy::default(), &emu)?,
+                );
             }
+            // `ask` protects real data; the sandbox's throwaway accounts have none, so what
+            // would be asked is allowed there (a `deny` still denies, as it would for real).
             list = list
                 .into_iter()
-                .map(|a| sandbox_account(&a.account.name, a.policy, &emu))
+                .map(|a| sandbox_account(&a.account.name, a.policy.without_asking(), &emu))
                 .collect::<Result<_, _>>()
                 .map_err(|e| fail(e.message, e.exit, &redactor))?;
             emulator = Some(emu);
@@ -70,16 +87,33 @@ impl Context {
         };
         let host = Host::new(
             list,
-            HostOptions { force: options.force, prompter, runtime: RuntimeConfig::default() },
+            HostOptions {
+                force: options.force,
+                prompter,
+                // The compiled component is cached under $KOSMO_HOME: seconds to compile
+                // once, milliseconds to load afterwards.
+                runtime: RuntimeConfig {
+                    cache_dir: home.as_ref().map(|h| h.join("cache")),
+                    ..RuntimeConfig::default()
+                },
+            },
         );
         redactor.extend(host.secrets());
-        Ok(Context { host: Arc::new(host), redactor, emulator, options: options.clone() })
+        Ok(Context {
+            host: Arc::new(host),
+            redactor,
+            emulator,
+            options: options.clone(),
+        })
     }
 
     /// The envelope's `meta`.
     pub fn meta(&self) -> Map<String, Value> {
         let mut meta = Map::new();
-        meta.insert("permission_bypassed".into(), json!(self.host.permission_bypassed()));
+        meta.insert(
+            "permission_bypassed".into(),
+            json!(self.host.permission_bypassed()),
+        );
         meta.insert("force".into(), json!(self.options.force));
         meta.insert("sandbox".into(), json!(self.options.sandbox));
         meta.insert("accounts".into(), json!(self.host.account_names()));
@@ -102,10 +136,21 @@ pub fn bare_meta(options: &RunOptions) -> Map<String, Value> {
 }
 
 /// An account pointed at the emulator with a fresh random key: nothing reaches Klaviyo.
-fn sandbox_account(name: &str, policy: Policy, emu: &Emulator) -> Result<AccountConfig, SetupError> {
+fn sandbox_account(
+    name: &str,
+    policy: Policy,
+    emu: &Emulator,
+) -> Result<AccountConfig, SetupError> {
     let key: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
-    let account = Account::new(name, ApiKey::new(format!("pk_sandbox_{key}")), &emu.base_url()).map_err(|m| {
-        SetupError { message: m, exit: super::EXIT_FAILURE, redactor: Redactor::default() }
+    let account = Account::new(
+        name,
+        ApiKey::new(format!("pk_sandbox_{key}")),
+        &emu.base_url(),
+    )
+    .map_err(|m| SetupError {
+        message: m,
+        exit: super::EXIT_FAILURE,
+        redactor: Redactor::default(),
     })?;
     Ok(AccountConfig { account, policy })
 }
@@ -113,9 +158,14 @@ fn sandbox_account(name: &str, policy: Policy, emu: &Emulator) -> Result<Account
 impl SetupError {
     /// Report it (as an envelope with `--json`) and give the exit code.
     pub fn report(&self, options: &RunOptions) -> i32 {
-        let code = if self.exit == super::EXIT_USAGE { "usage_error" } else { "setup_error" };
+        let code = if self.exit == super::EXIT_USAGE {
+            "usage_error"
+        } else {
+            "setup_error"
+        };
         if options.json {
-            super::Envelope::failure(code, &self.message, bare_meta(options)).print(true, &self.redactor);
+            super::Envelope::failure(code, &self.message, bare_meta(options))
+                .print(true, &self.redactor);
         } else {
             eprintln!("error: {code}: {}", self.redactor.text(&self.message));
         }

@@ -149,25 +149,40 @@ struct DocsArgs {
 
 fn parse_bytes(text: &str) -> Result<usize, String> {
     let t = text.trim().to_ascii_uppercase();
-    let t = t.strip_suffix("IB").or_else(|| t.strip_suffix('B')).unwrap_or(&t);
+    let t = t
+        .strip_suffix("IB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(&t);
     let (digits, scale) = match t.chars().last() {
         Some('K') => (&t[..t.len() - 1], 1usize << 10),
         Some('M') => (&t[..t.len() - 1], 1 << 20),
         Some('G') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    let n: usize = digits.trim().parse().map_err(|_| format!("`{text}` is not a number of bytes"))?;
-    let bytes = n.checked_mul(scale).ok_or_else(|| format!("`{text}` is too large"))?;
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of bytes"))?;
+    let bytes = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))?;
     if bytes < 1 << 20 {
-        return Err(format!("`{text}` is too small: at least 1M (1048576 bytes)"));
+        return Err(format!(
+            "`{text}` is too small: at least 1M (1048576 bytes)"
+        ));
     }
     Ok(bytes)
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let s: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    let s: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
-        return Err(format!("`{text}` must be more than 0 and at most 86400 seconds"));
+        return Err(format!(
+            "`{text}` must be more than 0 and at most 86400 seconds"
+        ));
     }
     Ok(Duration::from_secs_f64(s))
 }

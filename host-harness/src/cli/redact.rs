@@ -62,7 +62,10 @@ mod tests {
     #[test]
     fn redacts_plain_and_escaped_forms() {
         let r = Redactor::new(["pk_abc\"def".to_string(), "pk_live_123".into(), "x".into()]);
-        assert_eq!(r.text("key pk_live_123 and pk_abc\"def"), "key <redacted> and <redacted>");
+        assert_eq!(
+            r.text("key pk_live_123 and pk_abc\"def"),
+            "key <redacted> and <redacted>"
+        );
         assert_eq!(r.text(r#"{"k":"pk_abc\"def"}"#), r#"{"k":"<redacted>"}"#);
         assert_eq!(r.text("x marks"), "x marks");
     }

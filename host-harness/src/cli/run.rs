@@ -18,7 +18,10 @@ const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
 
 /// A tokio runtime for one command.
 pub(super) fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 /// The code to run and its chunk name, or a usage error.
@@ -39,7 +42,9 @@ fn read_code(args: &LuaArgs) -> Result<(String, String), String> {
 
 fn read_stdin() -> Result<(String, String), String> {
     let mut code = String::new();
-    std::io::stdin().read_to_string(&mut code).map_err(|e| format!("cannot read standard input: {e}"))?;
+    std::io::stdin()
+        .read_to_string(&mut code)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
     if code.trim().is_empty() {
         return Err("no code: standard input was empty".into());
     }
@@ -59,7 +64,12 @@ pub(super) fn limits(args: &LuaArgs) -> Limits {
 
 /// Report a usage problem (as an envelope with `--json`) and give exit code 2.
 pub(super) fn usage(options: &RunOptions, message: &str) -> i32 {
-    SetupError { message: message.to_string(), exit: EXIT_USAGE, redactor: Default::default() }.report(options)
+    SetupError {
+        message: message.to_string(),
+        exit: EXIT_USAGE,
+        redactor: Default::default(),
+    }
+    .report(options)
 }
 
 /// `integrations:lua`.
@@ -86,7 +96,12 @@ pub(super) fn lua(args: LuaArgs) -> i32 {
         let session = match Session::new(ctx.host.clone(), limits(&args)) {
             Ok(s) => s,
             Err(message) => {
-                return SetupError { message, exit: EXIT_USAGE, redactor: ctx.redactor.clone() }.report(&args.run);
+                return SetupError {
+                    message,
+                    exit: EXIT_USAGE,
+                    redactor: ctx.redactor.clone(),
+                }
+                .report(&args.run);
             }
         };
         match code {
@@ -130,7 +145,12 @@ impl Drop for WatchdogGuard {
 
 /// A thread that ends the process with a `cpu_limit` envelope if the script is stuck past
 /// its deadline inside a single library call, where the instruction hook cannot fire.
-pub(super) fn spawn_watchdog(watchdog: Watchdog, ctx: &Context, session: &Session, json_mode: bool) -> WatchdogGuard {
+pub(super) fn spawn_watchdog(
+    watchdog: Watchdog,
+    ctx: &Context,
+    session: &Session,
+    json_mode: bool,
+) -> WatchdogGuard {
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = done.clone();
     let redactor = ctx.redactor.clone();

@@ -33,7 +33,9 @@ where
 
 /// One value as a multi-value.
 pub(crate) fn one(lua: &Lua, v: impl mlua::IntoLua) -> Lifted {
-    Ok(MultiValue::from_vec(vec![v.into_lua(lua).map_err(|e| e.to_string())?]))
+    Ok(MultiValue::from_vec(vec![
+        v.into_lua(lua).map_err(|e| e.to_string())?,
+    ]))
 }
 
 fn arg(args: &MultiValue, i: usize) -> LuaValue {
@@ -45,12 +47,21 @@ fn string_arg(args: &MultiValue, i: usize, function: &str) -> Result<String, Str
         LuaValue::String(s) => Ok(s.to_string_lossy()),
         LuaValue::Integer(n) => Ok(n.to_string()),
         LuaValue::Number(n) => Ok(n.to_string()),
-        other => Err(format!("bad argument #{} to '{function}' (string expected, got {})", i + 1, other.type_name())),
+        other => Err(format!(
+            "bad argument #{} to '{function}' (string expected, got {})",
+            i + 1,
+            other.type_name()
+        )),
     }
 }
 
 /// Install `print`, `dump`, `json`, `docs` and `lua_read_doc`.
-pub(crate) fn install(lua: &Lua, prelude: &Prelude, output: Arc<Output>, budget: Arc<Budget>) -> mlua::Result<()> {
+pub(crate) fn install(
+    lua: &Lua,
+    prelude: &Prelude,
+    output: Arc<Output>,
+    budget: Arc<Budget>,
+) -> mlua::Result<()> {
     let globals = lua.globals();
 
     let tostring = prelude.tostring.clone();
@@ -60,7 +71,9 @@ pub(crate) fn install(lua: &Lua, prelude: &Prelude, output: Arc<Output>, budget:
         lifted(lua, prelude, move |_, args| {
             let mut line = Vec::with_capacity(args.len());
             for v in args.iter() {
-                let s: mlua::LuaString = tostring.call(v.clone()).map_err(|e| first_line(&e.to_string()))?;
+                let s: mlua::LuaString = tostring
+                    .call(v.clone())
+                    .map_err(|e| first_line(&e.to_string()))?;
                 line.push(s.to_string_lossy());
             }
             write(&out, &b, &(line.join("\t") + "\n"))?;
@@ -81,13 +94,18 @@ pub(crate) fn install(lua: &Lua, prelude: &Prelude, output: Arc<Output>, budget:
     json.raw_set(
         "encode",
         lifted(lua, prelude, |lua, args| {
-            let value = values::to_json(lua, &arg(&args, 0)).map_err(|e| format!("json.encode: {e}"))?;
+            let value =
+                values::to_json(lua, &arg(&args, 0)).map_err(|e| format!("json.encode: {e}"))?;
             let pretty = match arg(&args, 1) {
                 LuaValue::Boolean(b) => b,
                 LuaValue::Table(t) => t.get::<bool>("pretty").unwrap_or(false),
                 _ => false,
             };
-            let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+            let text = if pretty {
+                serde_json::to_string_pretty(&value)
+            } else {
+                serde_json::to_string(&value)
+            };
             one(lua, text.map_err(|e| format!("json.encode: {e}"))?)
         })?,
     )?;
@@ -95,9 +113,12 @@ pub(crate) fn install(lua: &Lua, prelude: &Prelude, output: Arc<Output>, budget:
         "decode",
         lifted(lua, prelude, |lua, args| {
             let text = string_arg(&args, 0, "json.decode")?;
-            let value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| format!("json.decode: invalid JSON: {e}"))?;
-            one(lua, values::from_json(lua, &value).map_err(|e| e.to_string())?)
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("json.decode: invalid JSON: {e}"))?;
+            one(
+                lua,
+                values::from_json(lua, &value).map_err(|e| e.to_string())?,
+            )
         })?,
     )?;
     globals.raw_set("json", json)?;
@@ -111,7 +132,11 @@ pub(crate) fn install(lua: &Lua, prelude: &Prelude, output: Arc<Output>, budget:
                 .into_iter()
                 .map(|t| serde_json::json!({"topic": t.topic, "summary": t.summary}))
                 .collect();
-            one(lua, values::from_json(lua, &serde_json::Value::Array(topics)).map_err(|e| e.to_string())?)
+            one(
+                lua,
+                values::from_json(lua, &serde_json::Value::Array(topics))
+                    .map_err(|e| e.to_string())?,
+            )
         })?,
     )?;
     docs_table.raw_set(
@@ -146,9 +171,17 @@ pub(crate) fn install(lua: &Lua, prelude: &Prelude, output: Arc<Output>, budget:
                 _ => string_arg(&args, 0, "lua_read_doc")?,
             };
             let trimmed = name.trim();
-            let whole = ["integrations.klaviyo", "app.integrations.klaviyo", "klaviyo", "integrations"];
-            let text =
-                if whole.contains(&trimmed) { docs::catalog().full_reference() } else { docs::catalog().read(trimmed)? };
+            let whole = [
+                "integrations.klaviyo",
+                "app.integrations.klaviyo",
+                "klaviyo",
+                "integrations",
+            ];
+            let text = if whole.contains(&trimmed) {
+                docs::catalog().full_reference()
+            } else {
+                docs::catalog().read(trimmed)?
+            };
             one(lua, text)
         })?,
     )?;
@@ -157,11 +190,15 @@ pub(crate) fn install(lua: &Lua, prelude: &Prelude, output: Arc<Output>, budget:
 
 /// Append to the output; past the cap the script stops (`output_limit`).
 fn write(output: &Output, budget: &Budget, text: &str) -> Result<(), String> {
-    output.push(text).inspect_err(|_| budget.set_hit(LimitHit::Output))
+    output
+        .push(text)
+        .inspect_err(|_| budget.set_hit(LimitHit::Output))
 }
 
 /// The first line of an error (mlua adds a traceback).
 pub(crate) fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default();
-    line.strip_prefix("runtime error: ").unwrap_or(line).to_string()
+    line.strip_prefix("runtime error: ")
+        .unwrap_or(line)
+        .to_string()
 }

@@ -92,7 +92,10 @@ impl Host {
         Host {
             runtime: OnceCell::new(),
             options,
-            accounts: accounts.into_iter().map(|a| (a.account.name.clone(), a)).collect(),
+            accounts: accounts
+                .into_iter()
+                .map(|a| (a.account.name.clone(), a))
+                .collect(),
             records: Mutex::new(Vec::new()),
             approved: Mutex::new(HashSet::new()),
             bypassed: AtomicBool::new(false),
@@ -112,7 +115,10 @@ impl Host {
 
     /// Every configured API key: what output must never show.
     pub fn secrets(&self) -> Vec<String> {
-        self.accounts.values().map(|a| a.account.api_key.expose().to_string()).collect()
+        self.accounts
+            .values()
+            .map(|a| a.account.api_key.expose().to_string())
+            .collect()
     }
 
     /// Whether `--force` is on.
@@ -131,7 +137,12 @@ impl Host {
     }
 
     /// Call `function` for `account` (default when `None`) with JSON arguments.
-    pub async fn invoke(&self, account: Option<&str>, function: &str, args: &Value) -> Result<Value, CallError> {
+    pub async fn invoke(
+        &self,
+        account: Option<&str>,
+        function: &str,
+        args: &Value,
+    ) -> Result<Value, CallError> {
         let started = Instant::now();
         let account_name = account.unwrap_or(DEFAULT_ACCOUNT).to_string();
         let Some(doc) = docs::catalog().function(function) else {
@@ -155,15 +166,21 @@ impl Host {
             permission: "allowed",
             requests: 0,
         };
-        let result = self.run(&account_name, &doc.name, doc.kind, args, &mut record).await;
+        let result = self
+            .run(&account_name, &doc.name, doc.kind, args, &mut record)
+            .await;
         let result = result.map_err(|mut e| {
-            e.details.insert("account".into(), Value::String(account_name.clone()));
+            e.details
+                .insert("account".into(), Value::String(account_name.clone()));
             record.status = record.status.or(e.status);
             record.error = Some(format!("{}: {}", e.code, e.message));
             e
         });
         record.duration = started.elapsed();
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
         result
     }
 
@@ -188,17 +205,21 @@ impl Host {
             };
             return Err(CallError::new("not_configured", function, message));
         };
-        let runtime = self.runtime().await.map_err(|m| CallError::new("internal", function, m))?;
+        let runtime = self
+            .runtime()
+            .await
+            .map_err(|m| CallError::new("internal", function, m))?;
         // Bad arguments are reported before asking for permission: no request would be sent
         // anyway, and the caller should not need --force to learn about a typo.
-        if let Some(info) = runtime.function(function) {
-            if let Err(e) = crate::convert::args_to_val(&info.args, args) {
-                let mut error = CallError::new("invalid_argument", function, e.message);
-                error.details.insert("field".into(), Value::String(e.field));
-                return Err(error);
-            }
+        if let Some(info) = runtime.function(function)
+            && let Err(e) = crate::convert::args_to_val(&info.args, args)
+        {
+            let mut error = CallError::new("invalid_argument", function, e.message);
+            error.details.insert("field".into(), Value::String(e.field));
+            return Err(error);
         }
-        self.check_permission(config, function, kind, record).await?;
+        self.check_permission(config, function, kind, record)
+            .await?;
         let outcome = runtime.call_with_log(&config.account, function, args).await;
         record.requests = outcome.exchanges.len();
         record.status = outcome.exchanges.iter().rev().find_map(|x| x.status);
@@ -214,20 +235,24 @@ impl Host {
     ) -> Result<(), CallError> {
         let name = &config.account.name;
         let access = config.policy.access(kind);
-        let remembered = self.approved.lock().unwrap_or_else(|p| p.into_inner()).contains(&(name.clone(), kind));
+        let remembered = self
+            .approved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(name.clone(), kind));
         let decision = if remembered {
             Decision::Allow
         } else {
             decide(access, self.options.force, self.options.prompter.is_some())
         };
         let kinds = format!("{}s", kind.as_str());
-        let refuse = |record: &mut CallRecord, message: String| -> Result<(), CallError> {
+        let refuse = |record: &mut CallRecord, message: String| -> CallError {
             record.permission = "refused";
             let mut e = CallError::new("permission_denied", function, message);
             e.details.insert("reason".into(), json!("policy"));
             e.details.insert("policy".into(), json!(access.as_str()));
             e.details.insert("kind".into(), json!(kind.as_str()));
-            Err(e)
+            e
         };
         match decision {
             Decision::Allow => Ok(()),
@@ -236,7 +261,7 @@ impl Host {
                 self.bypassed.store(true, Ordering::SeqCst);
                 Ok(())
             }
-            Decision::Refuse { ask_refused: true } => refuse(
+            Decision::Refuse { ask_refused: true } => Err(refuse(
                 record,
                 format!(
                     "klaviyo.{function} is a {kind} and account `{name}` asks before {kinds}, but there is no \
@@ -244,18 +269,26 @@ impl Host {
                      `kosmo integrations:configure klaviyo --account {name} --{kind} allow`",
                     kind = kind.as_str()
                 ),
-            ),
-            Decision::Refuse { ask_refused: false } => refuse(
+            )),
+            Decision::Refuse { ask_refused: false } => Err(refuse(
                 record,
                 format!(
                     "account `{name}` denies {kinds} (klaviyo.{function}); --force lifts that for one run"
                 ),
-            ),
+            )),
             Decision::Ask => {
-                let prompter = self.options.prompter.clone().expect("Ask is only decided with a prompter");
-                let question =
-                    format!("kosmo: allow klaviyo.{function} ({}) on Klaviyo account `{name}`?", kind.as_str());
-                let answer = tokio::task::spawn_blocking(move || prompter.ask(&question)).await.unwrap_or(Answer::No);
+                let prompter = self
+                    .options
+                    .prompter
+                    .clone()
+                    .expect("Ask is only decided with a prompter");
+                let question = format!(
+                    "kosmo: allow klaviyo.{function} ({}) on Klaviyo account `{name}`?",
+                    kind.as_str()
+                );
+                let answer = tokio::task::spawn_blocking(move || prompter.ask(&question))
+                    .await
+                    .unwrap_or(Answer::No);
                 match answer {
                     Answer::Yes => {
                         record.permission = "approved";
@@ -263,10 +296,16 @@ impl Host {
                     }
                     Answer::All => {
                         record.permission = "approved";
-                        self.approved.lock().unwrap_or_else(|p| p.into_inner()).insert((name.clone(), kind));
+                        self.approved
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((name.clone(), kind));
                         Ok(())
                     }
-                    Answer::No => refuse(record, format!("klaviyo.{function} on account `{name}` was declined")),
+                    Answer::No => Err(refuse(
+                        record,
+                        format!("klaviyo.{function} on account `{name}` was declined"),
+                    )),
                 }
             }
         }

@@ -77,7 +77,8 @@ impl Budget {
         self.hit.store(0, Ordering::SeqCst);
         self.limit.store(cpu, Ordering::SeqCst);
         self.paused_since.store(0, Ordering::SeqCst);
-        self.deadline.store(self.now().saturating_add(cpu), Ordering::SeqCst);
+        self.deadline
+            .store(self.now().saturating_add(cpu), Ordering::SeqCst);
         self.running.store(true, Ordering::SeqCst);
     }
 
@@ -101,9 +102,11 @@ impl Budget {
             return;
         }
         let by = self.now().saturating_sub(since);
-        let _ = self.deadline.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
-            (d != 0 && d != u64::MAX).then(|| d.saturating_add(by))
-        });
+        let _ = self
+            .deadline
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                (d != 0 && d != u64::MAX).then(|| d.saturating_add(by))
+            });
     }
 
     /// Whether a running evaluation is past its deadline by more than `grace` without the hook
@@ -111,7 +114,11 @@ impl Budget {
     pub(crate) fn overdue(&self, grace: Duration) -> bool {
         self.running.load(Ordering::SeqCst)
             && self.paused_since.load(Ordering::SeqCst) == 0
-            && self.now() > self.deadline.load(Ordering::SeqCst).saturating_add(grace.as_nanos() as u64)
+            && self.now()
+                > self
+                    .deadline
+                    .load(Ordering::SeqCst)
+                    .saturating_add(grace.as_nanos() as u64)
     }
 
     /// Called by the hook: an error message once the deadline has passed.
@@ -119,13 +126,18 @@ impl Budget {
         if self.now() <= self.deadline.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let _ = self.hit.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self
+            .hit
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
         Err(self.cpu_message())
     }
 
     pub(crate) fn cpu_message(&self) -> String {
         let limit = Duration::from_nanos(self.limit.load(Ordering::SeqCst));
-        format!("cpu_limit: the script ran longer than its CPU limit of {} s", limit.as_secs_f64())
+        format!(
+            "cpu_limit: the script ran longer than its CPU limit of {} s",
+            limit.as_secs_f64()
+        )
     }
 
     pub(crate) fn set_hit(&self, hit: LimitHit) {
@@ -133,7 +145,9 @@ impl Budget {
             LimitHit::Cpu => 1,
             LimitHit::Output => 2,
         };
-        let _ = self.hit.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self
+            .hit
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// The limit that stopped the current evaluation, if one did.
@@ -155,7 +169,10 @@ pub(crate) struct Output {
 
 impl Output {
     pub(crate) fn new(limit: usize) -> Self {
-        Output { text: Mutex::new(String::new()), limit }
+        Output {
+            text: Mutex::new(String::new()),
+            limit,
+        }
     }
 
     /// Append; past the cap, keep what fits and say so.

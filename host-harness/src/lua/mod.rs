@@ -1,12 +1,13 @@
 //! The Lua 5.4 surface (mlua): a restricted state in which scripts call the Klaviyo
 //! functions as `app.integrations.klaviyo.<name>(args)`.
 //!
-//! - [`sandbox`]: which libraries exist, text-only `load`, the CPU hook, Lua-side helpers;
-//! - [`limits`]: memory, CPU time and output caps;
-//! - [`values`]: Lua <-> JSON and `dump`'s readable form;
-//! - [`globals`] and [`regex`]: `print`, `dump`, `json`, `docs`, `lua_read_doc`, `regex`;
-//! - [`proxy`]: the read-only `app` tables;
-//! - [`host`] and [`permissions`]: accounts, read/write policies and the call records.
+//! - `sandbox`: which libraries exist, text-only `load`, the CPU hook, Lua-side helpers;
+//! - `limits`: memory, CPU time and output caps ([`Limits`]);
+//! - `values`: Lua <-> JSON and `dump`'s readable form;
+//! - `globals` and `regex`: `print`, `dump`, `json`, `docs`, `lua_read_doc`, `regex`;
+//! - `proxy`: the read-only `app` tables;
+//! - `host` and `permissions`: accounts, read/write policies and the call records ([`Host`],
+//!   [`Policy`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), String> {
@@ -118,7 +119,8 @@ impl Session {
             proxy::install(&lua, &prelude, host.clone(), budget.clone(), main.clone())?;
             Ok((lua, prelude))
         };
-        let (lua, prelude) = setup().map_err(|e| format!("setting up Lua failed: {}", first_line(&e.to_string())))?;
+        let (lua, prelude) = setup()
+            .map_err(|e| format!("setting up Lua failed: {}", first_line(&e.to_string())))?;
         if lua.used_memory() >= limits.memory_bytes {
             return Err(format!(
                 "the memory limit of {} bytes is too small: Lua itself needs {} bytes",
@@ -126,9 +128,18 @@ impl Session {
                 lua.used_memory()
             ));
         }
-        lua.set_memory_limit(limits.memory_bytes).map_err(|e| e.to_string())?;
+        lua.set_memory_limit(limits.memory_bytes)
+            .map_err(|e| e.to_string())?;
         budget.expire();
-        Ok(Session { lua, prelude, host, budget, output, main, limits })
+        Ok(Session {
+            lua,
+            prelude,
+            host,
+            budget,
+            output,
+            main,
+            limits,
+        })
     }
 
     /// The Klaviyo host (accounts, records, `--force`).
@@ -138,7 +149,10 @@ impl Session {
 
     /// A handle for a watchdog thread.
     pub fn watchdog(&self) -> Watchdog {
-        Watchdog { budget: self.budget.clone(), output: self.output.clone() }
+        Watchdog {
+            budget: self.budget.clone(),
+            output: self.output.clone(),
+        }
     }
 
     /// The limits evaluations run with.
@@ -153,7 +167,11 @@ impl Session {
         let started = Instant::now();
         let outcome = match self.compile(code, chunk_name) {
             Ok(f) => self.run(f).await,
-            Err((error, incomplete)) => Run { error: Some(error), incomplete, ..Run::default() },
+            Err((error, incomplete)) => Run {
+                error: Some(error),
+                incomplete,
+                ..Run::default()
+            },
         };
         self.finish(outcome, started)
     }
@@ -183,13 +201,25 @@ impl Session {
             Some(rest) => format!("--{rest}"),
             None => code.to_string(),
         };
-        self.lua.load(code).set_name(chunk_name).set_mode(ChunkMode::Text).into_function().map_err(|e| match e {
-            mlua::Error::SyntaxError { message, incomplete_input } => {
-                (json!({"code": "syntax_error", "message": first_line(&message)}), incomplete_input)
-            }
-            mlua::Error::MemoryError(_) => (self.memory_error(), false),
-            other => (json!({"code": "syntax_error", "message": first_line(&other.to_string())}), false),
-        })
+        self.lua
+            .load(code)
+            .set_name(chunk_name)
+            .set_mode(ChunkMode::Text)
+            .into_function()
+            .map_err(|e| match e {
+                mlua::Error::SyntaxError {
+                    message,
+                    incomplete_input,
+                } => (
+                    json!({"code": "syntax_error", "message": first_line(&message)}),
+                    incomplete_input,
+                ),
+                mlua::Error::MemoryError(_) => (self.memory_error(), false),
+                other => (
+                    json!({"code": "syntax_error", "message": first_line(&other.to_string())}),
+                    false,
+                ),
+            })
     }
 
     async fn run(&self, script: Function) -> Run {
@@ -200,27 +230,54 @@ impl Session {
         };
         let future = match started.await {
             Ok(f) => f,
-            Err(e) => return Run { error: Some(self.rust_error(&e)), ..Run::default() },
+            Err(e) => {
+                return Run {
+                    error: Some(self.rust_error(&e)),
+                    ..Run::default()
+                };
+            }
         };
         let packed = match tokio::time::timeout(self.limits.wall, future).await {
             Err(_) => {
-                let message =
-                    format!("the script did not finish within its time limit of {} s", self.limits.wall.as_secs_f64());
-                return Run { error: Some(json!({"code": "timeout", "message": message})), ..Run::default() };
+                let message = format!(
+                    "the script did not finish within its time limit of {} s",
+                    self.limits.wall.as_secs_f64()
+                );
+                return Run {
+                    error: Some(json!({"code": "timeout", "message": message})),
+                    ..Run::default()
+                };
             }
-            Ok(Err(e)) => return Run { error: Some(self.rust_error(&e)), ..Run::default() },
+            Ok(Err(e)) => {
+                return Run {
+                    error: Some(self.rust_error(&e)),
+                    ..Run::default()
+                };
+            }
             Ok(Ok(packed)) => packed,
         };
         // Reading the results may allocate; the script's limit no longer applies.
         let _ = self.lua.set_memory_limit(0);
         let n: usize = packed.raw_get("n").unwrap_or(0);
         let ok = packed.raw_get::<bool>(1).unwrap_or(false);
-        let values: Vec<LuaValue> = (2..=n).map(|i| packed.raw_get(i).unwrap_or(LuaValue::Nil)).collect();
+        let values: Vec<LuaValue> = (2..=n)
+            .map(|i| packed.raw_get(i).unwrap_or(LuaValue::Nil))
+            .collect();
         let run = if ok {
-            Run { success: true, result: values.iter().map(|v| values::to_json_lossy(&self.lua, v)).collect(), ..Run::default() }
+            Run {
+                success: true,
+                result: values
+                    .iter()
+                    .map(|v| values::to_json_lossy(&self.lua, v))
+                    .collect(),
+                ..Run::default()
+            }
         } else {
             let error = self.script_error(values.into_iter().next().unwrap_or(LuaValue::Nil));
-            Run { error: Some(error), ..Run::default() }
+            Run {
+                error: Some(error),
+                ..Run::default()
+            }
         };
         let _ = self.lua.set_memory_limit(self.limits.memory_bytes);
         run
@@ -247,17 +304,26 @@ impl Session {
         }
         match value {
             LuaValue::Table(t) => {
-                let shown: Option<String> =
-                    self.prelude.tostring.call::<mlua::LuaString>(t.clone()).ok().map(|s| s.to_string_lossy());
+                let shown: Option<String> = self
+                    .prelude
+                    .tostring
+                    .call::<mlua::LuaString>(t.clone())
+                    .ok()
+                    .map(|s| s.to_string_lossy());
                 match values::to_json_lossy(&self.lua, &LuaValue::Table(t)) {
                     Value::Object(mut m) => {
                         m.entry("code").or_insert_with(|| json!("script_error"));
                         if !m.contains_key("message") {
-                            m.insert("message".into(), json!(shown.unwrap_or_else(|| "error object is a table".into())));
+                            m.insert(
+                                "message".into(),
+                                json!(shown.unwrap_or_else(|| "error object is a table".into())),
+                            );
                         }
                         Value::Object(m)
                     }
-                    other => json!({"code": "script_error", "message": other.to_string(), "value": other}),
+                    other => {
+                        json!({"code": "script_error", "message": other.to_string(), "value": other})
+                    }
                 }
             }
             LuaValue::String(s) => {
@@ -270,7 +336,11 @@ impl Session {
             LuaValue::Error(e) => self.rust_error(&e),
             LuaValue::Nil => json!({"code": "script_error", "message": "error called with nil"}),
             other => {
-                let shown = self.prelude.tostring.call::<mlua::LuaString>(other).map(|s| s.to_string_lossy());
+                let shown = self
+                    .prelude
+                    .tostring
+                    .call::<mlua::LuaString>(other)
+                    .map(|s| s.to_string_lossy());
                 json!({"code": "script_error", "message": shown.unwrap_or_else(|_| "unprintable error".into())})
             }
         }
@@ -282,10 +352,14 @@ impl Session {
             return self.limit_error(hit);
         }
         let mut cause = e;
-        while let mlua::Error::CallbackError { cause: inner, .. } | mlua::Error::WithContext { cause: inner, .. } = cause {
+        while let mlua::Error::CallbackError { cause: inner, .. }
+        | mlua::Error::WithContext { cause: inner, .. } = cause
+        {
             cause = inner;
         }
-        if matches!(cause, mlua::Error::MemoryError(_)) || cause.to_string().contains("not enough memory") {
+        if matches!(cause, mlua::Error::MemoryError(_))
+            || cause.to_string().contains("not enough memory")
+        {
             return self.memory_error();
         }
         json!({"code": "script_error", "message": first_line(&cause.to_string())})
@@ -318,4 +392,32 @@ struct Run {
     error: Option<Value>,
     result: Vec<Value>,
     incomplete: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session::new(
+            Arc::new(Host::new(Vec::new(), HostOptions::default())),
+            Limits::default(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn globals_persist_and_calls_need_an_account() {
+        let s = session();
+        assert!(s.eval("x = 41", "=eval").await.success);
+        let out = s.eval_interactive("x + 1").await;
+        assert_eq!(out.result, vec![json!(42)]);
+        let out = s
+            .eval("return app.integrations.klaviyo.list_lists({})", "=eval")
+            .await;
+        assert_eq!(out.error.unwrap()["code"], "not_configured");
+        assert_eq!(out.calls.len(), 1);
+        let out = s.eval("for i = 1, 2 do", "=eval").await;
+        assert!(out.incomplete && !out.success);
+    }
 }

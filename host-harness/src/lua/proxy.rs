@@ -8,7 +8,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mlua::{AnyUserData, Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue};
+use mlua::{
+    AnyUserData, Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods,
+    Value as LuaValue,
+};
 use serde_json::json;
 
 use super::host::{DEFAULT_ACCOUNT, Host};
@@ -49,7 +52,9 @@ impl UserData for Node {
         });
         fields.add_meta_field_with("__newindex", |lua| {
             let make: Function = lua.named_registry_value(REGISTRY_MAKE_NEWINDEX)?;
-            make.call::<Function>(lua.create_function(|_, ud: AnyUserData| Ok(ud.borrow::<Node>()?.path.clone()))?)
+            make.call::<Function>(
+                lua.create_function(|_, ud: AnyUserData| Ok(ud.borrow::<Node>()?.path.clone()))?,
+            )
         });
     }
 
@@ -58,7 +63,10 @@ impl UserData for Node {
         methods.add_meta_method(MetaMethod::Pairs, |lua, this, ()| {
             let copy = lua.create_table()?;
             for name in &this.listing {
-                copy.raw_set(name.as_str(), this.entries.raw_get::<LuaValue>(name.as_str())?)?;
+                copy.raw_set(
+                    name.as_str(),
+                    this.entries.raw_get::<LuaValue>(name.as_str())?,
+                )?;
             }
             let next: Function = lua.named_registry_value("kosmo.next")?;
             Ok((next, copy, LuaValue::Nil))
@@ -82,14 +90,19 @@ fn lookup(lua: &Lua, (ud, key): (AnyUserData, LuaValue)) -> mlua::Result<(LuaVal
         known.push(pair?.0);
     }
     known.sort();
-    let suggestion = crate::convert::suggest(&name, known.iter().map(String::as_str)).map(str::to_owned);
+    let suggestion =
+        crate::convert::suggest(&name, known.iter().map(String::as_str)).map(str::to_owned);
     let what = node.what;
     let mut message = format!("Unknown {what}: {}.{name}", node.path);
     match &suggestion {
         Some(s) => message.push_str(&format!(". Did you mean {}.{s}?", node.path)),
         None => message.push_str(&format!(" (known: {})", node.listing.join(", "))),
     }
-    let code = if what == "function" { "unknown_function" } else { "unknown_name" };
+    let code = if what == "function" {
+        "unknown_function"
+    } else {
+        "unknown_name"
+    };
     let error = json!({
         "code": code,
         "status": null,
@@ -133,7 +146,11 @@ pub(crate) fn install(
     lua.set_named_registry_value("kosmo.next", prelude.next.clone())?;
 
     let invoke = invoke_function(lua, prelude, host.clone(), budget, main)?;
-    let functions: Vec<&str> = docs::catalog().functions().iter().map(|f| f.name.as_str()).collect();
+    let functions: Vec<&str> = docs::catalog()
+        .functions()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
     let base = "app.integrations.klaviyo";
 
     // Functions bound to one account (`None`: the default).
@@ -149,7 +166,11 @@ pub(crate) fn install(
 
     let (klaviyo_entries, mut klaviyo_listing) = account_node(None)?;
     let mut accounts: Vec<String> = vec![DEFAULT_ACCOUNT.to_string()];
-    accounts.extend(host.account_names().into_iter().filter(|a| a != DEFAULT_ACCOUNT));
+    accounts.extend(
+        host.account_names()
+            .into_iter()
+            .filter(|a| a != DEFAULT_ACCOUNT),
+    );
     for account in &accounts {
         // A function's name wins over an account of the same name (configure refuses those).
         if functions.contains(&account.as_str()) {
@@ -157,12 +178,21 @@ pub(crate) fn install(
         }
         let path = format!("{base}.{account}");
         let (entries, listing) = account_node(Some(account))?;
-        let node = lua.create_userdata(Node { path, entries, listing, what: "function" })?;
+        let node = lua.create_userdata(Node {
+            path,
+            entries,
+            listing,
+            what: "function",
+        })?;
         klaviyo_entries.raw_set(account.as_str(), node)?;
         klaviyo_listing.push(account.clone());
     }
-    let klaviyo =
-        lua.create_userdata(Node { path: base.into(), entries: klaviyo_entries, listing: klaviyo_listing, what: "function" })?;
+    let klaviyo = lua.create_userdata(Node {
+        path: base.into(),
+        entries: klaviyo_entries,
+        listing: klaviyo_listing,
+        what: "function",
+    })?;
 
     let integrations_entries = lua.create_table()?;
     integrations_entries.raw_set("klaviyo", klaviyo)?;

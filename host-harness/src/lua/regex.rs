@@ -37,7 +37,12 @@ impl Cache {
             .size_limit(PATTERN_SIZE_LIMIT)
             .dfa_size_limit(PATTERN_SIZE_LIMIT)
             .build()
-            .map_err(|e| format!("{function}: invalid pattern: {}", e.to_string().replace('\n', " ")))?;
+            .map_err(|e| {
+                format!(
+                    "{function}: invalid pattern: {}",
+                    e.to_string().replace('\n', " ")
+                )
+            })?;
         if cache.len() >= CACHE_SIZE {
             cache.clear();
         }
@@ -61,7 +66,10 @@ fn text_arg(args: &MultiValue, i: usize, function: &str) -> Result<String, Strin
 
 fn lua_str(lua: &Lua, s: Option<&str>) -> Result<LuaValue, String> {
     match s {
-        Some(s) => lua.create_string(s).map(LuaValue::String).map_err(|e| e.to_string()),
+        Some(s) => lua
+            .create_string(s)
+            .map(LuaValue::String)
+            .map_err(|e| e.to_string()),
         None => Ok(LuaValue::Nil),
     }
 }
@@ -70,10 +78,12 @@ fn lua_str(lua: &Lua, s: Option<&str>) -> Result<LuaValue, String> {
 fn captures_table(lua: &Lua, re: &Regex, caps: &Captures<'_>) -> Result<LuaValue, String> {
     let t = lua.create_table().map_err(|e| e.to_string())?;
     for i in 1..caps.len() {
-        t.raw_set(i, lua_str(lua, caps.get(i).map(|m| m.as_str()))?).map_err(|e| e.to_string())?;
+        t.raw_set(i, lua_str(lua, caps.get(i).map(|m| m.as_str()))?)
+            .map_err(|e| e.to_string())?;
     }
     for name in re.capture_names().flatten() {
-        t.raw_set(name, lua_str(lua, caps.name(name).map(|m| m.as_str()))?).map_err(|e| e.to_string())?;
+        t.raw_set(name, lua_str(lua, caps.name(name).map(|m| m.as_str()))?)
+            .map_err(|e| e.to_string())?;
     }
     Ok(LuaValue::Table(t))
 }
@@ -89,11 +99,15 @@ pub(crate) fn install(lua: &Lua, prelude: &Prelude, max_len: usize) -> mlua::Res
         lifted(lua, prelude, move |lua, args| {
             let text = text_arg(&args, 0, "regex.match")?;
             let re = c.get(&text_arg(&args, 1, "regex.match")?, "regex.match")?;
-            let Some(caps) = re.captures(&text) else { return Ok(MultiValue::from_vec(vec![LuaValue::Nil])) };
+            let Some(caps) = re.captures(&text) else {
+                return Ok(MultiValue::from_vec(vec![LuaValue::Nil]));
+            };
             if caps.len() == 1 {
                 return one(lua, lua_str(lua, caps.get(0).map(|m| m.as_str()))?);
             }
-            let values = (1..caps.len()).map(|i| lua_str(lua, caps.get(i).map(|m| m.as_str()))).collect::<Result<Vec<_>, _>>()?;
+            let values = (1..caps.len())
+                .map(|i| lua_str(lua, caps.get(i).map(|m| m.as_str())))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(MultiValue::from_vec(values))
         })?,
     )?;
@@ -113,14 +127,17 @@ pub(crate) fn install(lua: &Lua, prelude: &Prelude, max_len: usize) -> mlua::Res
                 };
                 list.raw_set(i + 1, item).map_err(|e| e.to_string())?;
             }
-            list.set_metatable(Some(mlua::LuaSerdeExt::array_metatable(lua))).map_err(|e| e.to_string())?;
+            list.set_metatable(Some(mlua::LuaSerdeExt::array_metatable(lua)))
+                .map_err(|e| e.to_string())?;
             one(lua, list)
         })?,
     )?;
 
     table.raw_set(
         "gsub",
-        lifted(lua, prelude, move |lua, args| gsub(lua, &cache, &args, max_len))?,
+        lifted(lua, prelude, move |lua, args| {
+            gsub(lua, &cache, &args, max_len)
+        })?,
     )?;
     lua.globals().raw_set("regex", table)
 }
@@ -151,7 +168,10 @@ fn gsub(lua: &Lua, cache: &Cache, args: &MultiValue, max_len: usize) -> Lifted {
                 Some(expanded)
             }
             LuaValue::Integer(_) | LuaValue::Number(_) => Some(text_arg(args, 2, "regex.gsub")?),
-            LuaValue::Table(t) => to_text(t.get::<LuaValue>(whole.as_str()).map_err(|e| e.to_string())?)?,
+            LuaValue::Table(t) => to_text(
+                t.get::<LuaValue>(whole.as_str())
+                    .map_err(|e| e.to_string())?,
+            )?,
             LuaValue::Function(f) => {
                 let mut call_args = vec![lua_str(lua, Some(whole.as_str()))?];
                 for i in 1..caps.len() {
@@ -171,14 +191,19 @@ fn gsub(lua: &Lua, cache: &Cache, args: &MultiValue, max_len: usize) -> Lifted {
         };
         out.push_str(new.as_deref().unwrap_or(whole.as_str()));
         if out.len() > max_len {
-            return Err(format!("regex.gsub: the result would exceed {max_len} bytes"));
+            return Err(format!(
+                "regex.gsub: the result would exceed {max_len} bytes"
+            ));
         }
         last = whole.end();
         count += 1;
     }
     out.push_str(&text[last..]);
     let result = lua.create_string(&out).map_err(|e| e.to_string())?;
-    Ok(MultiValue::from_vec(vec![LuaValue::String(result), LuaValue::Integer(count as i64)]))
+    Ok(MultiValue::from_vec(vec![
+        LuaValue::String(result),
+        LuaValue::Integer(count as i64),
+    ]))
 }
 
 /// A replacement value: text, or `None` (nil/false) to keep the match.
@@ -188,6 +213,9 @@ fn to_text(v: LuaValue) -> Result<Option<String>, String> {
         LuaValue::String(s) => Ok(Some(s.to_string_lossy())),
         LuaValue::Integer(n) => Ok(Some(n.to_string())),
         LuaValue::Number(n) => Ok(Some(n.to_string())),
-        other => Err(format!("regex.gsub: invalid replacement value (a {})", other.type_name())),
+        other => Err(format!(
+            "regex.gsub: invalid replacement value (a {})",
+            other.type_name()
+        )),
     }
 }

@@ -126,11 +126,20 @@ pub(crate) fn new_state(budget: Arc<Budget>) -> mlua::Result<(Lua, Prelude)> {
     // A global hook reaches every thread, the async ones mlua makes and the script's
     // coroutines alike.
     let hook_budget = budget.clone();
-    lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), move |_, _| {
-        hook_budget.check().map(|()| VmState::Continue).map_err(mlua::Error::runtime)
-    })?;
+    lua.set_global_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+        move |_, _| {
+            hook_budget
+                .check()
+                .map(|()| VmState::Continue)
+                .map_err(mlua::Error::runtime)
+        },
+    )?;
     let limit_hit = lua.create_function(move |_, ()| Ok(budget.hit().is_some()))?;
-    let handles: Table = lua.load(PRELUDE).set_name("=kosmo").call((lua.globals(), limit_hit))?;
+    let handles: Table = lua
+        .load(PRELUDE)
+        .set_name("=kosmo")
+        .call((lua.globals(), limit_hit))?;
     let prelude = Prelude {
         runner: handles.get("runner")?,
         lift: handles.get("lift")?,
@@ -145,7 +154,11 @@ pub(crate) fn new_state(budget: Arc<Budget>) -> mlua::Result<(Lua, Prelude)> {
 }
 
 /// Make an error table (`code`, `message`, ...) with the `__tostring` metatable.
-pub(crate) fn error_table(lua: &Lua, prelude: &Prelude, error: &serde_json::Value) -> mlua::Result<Table> {
+pub(crate) fn error_table(
+    lua: &Lua,
+    prelude: &Prelude,
+    error: &serde_json::Value,
+) -> mlua::Result<Table> {
     let table = match super::values::from_json(lua, error)? {
         mlua::Value::Table(t) => t,
         _ => lua.create_table()?,

@@ -19,15 +19,24 @@ const EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 /// A Lua value as JSON; errors name what could not be converted.
 pub fn to_json(lua: &Lua, value: &LuaValue) -> Result<Value, String> {
-    Converter { lua, seen: HashSet::new(), lossy: false }.value(value, 0)
+    Converter {
+        lua,
+        seen: HashSet::new(),
+        lossy: false,
+    }
+    .value(value, 0)
 }
 
 /// Like [`to_json`], but values JSON cannot hold become descriptive strings (`<function>`)
 /// instead of errors: for showing a script's results.
 pub fn to_json_lossy(lua: &Lua, value: &LuaValue) -> Value {
-    Converter { lua, seen: HashSet::new(), lossy: true }
-        .value(value, 0)
-        .unwrap_or_else(|e| Value::String(format!("<{e}>")))
+    Converter {
+        lua,
+        seen: HashSet::new(),
+        lossy: true,
+    }
+    .value(value, 0)
+    .unwrap_or_else(|e| Value::String(format!("<{e}>")))
 }
 
 struct Converter<'a> {
@@ -47,13 +56,20 @@ impl Converter<'_> {
             LuaValue::String(s) => Value::String(s.to_string_lossy()),
             LuaValue::Table(t) => self.table(t, depth)?,
             other if self.lossy => Value::String(format!("<{}>", other.type_name())),
-            other => return Err(format!("a {} cannot be converted to JSON", other.type_name())),
+            other => {
+                return Err(format!(
+                    "a {} cannot be converted to JSON",
+                    other.type_name()
+                ));
+            }
         })
     }
 
     fn table(&mut self, t: &Table, depth: usize) -> Result<Value, String> {
         if depth >= MAX_DEPTH {
-            return Err(format!("tables nested deeper than {MAX_DEPTH} levels cannot be converted to JSON"));
+            return Err(format!(
+                "tables nested deeper than {MAX_DEPTH} levels cannot be converted to JSON"
+            ));
         }
         let ptr = t.to_pointer();
         if !self.seen.insert(ptr) {
@@ -77,10 +93,17 @@ impl Converter<'_> {
                 let key = match &k {
                     LuaValue::String(s) => s.to_string_lossy(),
                     LuaValue::Integer(i) => i.to_string(),
-                    LuaValue::Number(n) if n.fract() == 0.0 && n.abs() < EXACT_INT => (*n as i64).to_string(),
+                    LuaValue::Number(n) if n.fract() == 0.0 && n.abs() < EXACT_INT => {
+                        (*n as i64).to_string()
+                    }
                     LuaValue::Number(n) => n.to_string(),
                     other if self.lossy => format!("<{}>", other.type_name()),
-                    other => return Err(format!("a table key of type {} cannot be converted to JSON", other.type_name())),
+                    other => {
+                        return Err(format!(
+                            "a table key of type {} cannot be converted to JSON",
+                            other.type_name()
+                        ));
+                    }
                 };
                 entries.push((key, self.value(&v, depth + 1)?));
             }
@@ -100,12 +123,16 @@ fn number(n: f64) -> Result<Value, String> {
     if n.fract() == 0.0 && n.abs() < EXACT_INT {
         return Ok(Value::from(n as i64));
     }
-    Number::from_f64(n).map(Value::Number).ok_or_else(|| format!("the number {n} cannot be converted to JSON"))
+    Number::from_f64(n)
+        .map(Value::Number)
+        .ok_or_else(|| format!("the number {n} cannot be converted to JSON"))
 }
 
 /// Whether a table is a sequence `1..n` (n >= 1) or is marked as an array.
 fn is_array(lua: &Lua, t: &Table) -> bool {
-    if t.metatable().is_some_and(|m| m.to_pointer() == lua.array_metatable().to_pointer()) {
+    if t.metatable()
+        .is_some_and(|m| m.to_pointer() == lua.array_metatable().to_pointer())
+    {
         return true;
     }
     let len = t.raw_len();
@@ -153,7 +180,11 @@ pub fn from_json(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
 /// `dump`'s readable form: Lua table syntax, keys sorted, nested tables indented, cycles
 /// shown as `<cycle>`.
 pub fn dump(lua: &Lua, value: &LuaValue) -> String {
-    Dumper { lua, seen: HashSet::new() }.value(value, 0)
+    Dumper {
+        lua,
+        seen: HashSet::new(),
+    }
+    .value(value, 0)
 }
 
 struct Dumper<'a> {
@@ -200,14 +231,21 @@ impl Dumper<'_> {
                 let key = match &k {
                     LuaValue::String(s) => {
                         let s = s.to_string_lossy();
-                        if is_identifier(&s) { s } else { format!("[{s:?}]") }
+                        if is_identifier(&s) {
+                            s
+                        } else {
+                            format!("[{s:?}]")
+                        }
                     }
                     other => format!("[{}]", self.value(other, indent + 2)),
                 };
                 entries.push((key, self.value(&v, indent + 2)));
             }
             entries.sort();
-            parts = entries.into_iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            parts = entries
+                .into_iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect();
         }
         self.seen.remove(&ptr);
         if parts.is_empty() {
@@ -218,17 +256,23 @@ impl Dumper<'_> {
             return inline;
         }
         let pad = " ".repeat(indent + 2);
-        format!("{{\n{pad}{}\n{}}}", parts.join(&format!(",\n{pad}")), " ".repeat(indent))
+        format!(
+            "{{\n{pad}{}\n{}}}",
+            parts.join(&format!(",\n{pad}")),
+            " ".repeat(indent)
+        )
     }
 }
 
 fn is_identifier(s: &str) -> bool {
     const KEYWORDS: &[&str] = &[
-        "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local",
-        "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+        "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
+        "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
     ];
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !KEYWORDS.contains(&s)
 }
@@ -241,8 +285,14 @@ mod tests {
     #[test]
     fn tables_become_arrays_or_objects() {
         let lua = Lua::new();
-        let v: LuaValue = lua.load("return {1, 2.0, 2.5, {a = 1, [2] = true}, {}, {n = 1}}").eval().unwrap();
-        assert_eq!(to_json(&lua, &v).unwrap(), json!([1, 2, 2.5, {"a": 1, "2": true}, {}, {"n": 1}]));
+        let v: LuaValue = lua
+            .load("return {1, 2.0, 2.5, {a = 1, [2] = true}, {}, {n = 1}}")
+            .eval()
+            .unwrap();
+        assert_eq!(
+            to_json(&lua, &v).unwrap(),
+            json!([1, 2, 2.5, {"a": 1, "2": true}, {}, {"n": 1}])
+        );
         let bad: LuaValue = lua.load("return {f = print}").eval().unwrap();
         assert!(to_json(&lua, &bad).unwrap_err().contains("function"));
         assert_eq!(to_json_lossy(&lua, &bad), json!({"f": "<function>"}));
@@ -255,15 +305,27 @@ mod tests {
         let lua = Lua::new();
         let value = json!({"items": [], "next_cursor": null, "n": 3, "x": 1.5, "s": "é"});
         let lua_value = from_json(&lua, &value).unwrap();
-        assert_eq!(to_json(&lua, &lua_value).unwrap(), json!({"items": [], "n": 3, "x": 1.5, "s": "é"}));
+        assert_eq!(
+            to_json(&lua, &lua_value).unwrap(),
+            json!({"items": [], "n": 3, "x": 1.5, "s": "é"})
+        );
     }
 
     #[test]
     fn dumps_read_like_lua() {
         let lua = Lua::new();
-        let v: LuaValue = lua.load(r#"return {b = 1, a = "x", ["not id"] = {1, 2}}"#).eval().unwrap();
-        assert_eq!(dump(&lua, &v), r#"{ ["not id"] = { 1, 2 }, a = "x", b = 1 }"#);
-        let long: LuaValue = lua.load("return {text = string.rep('y', 80)}").eval().unwrap();
+        let v: LuaValue = lua
+            .load(r#"return {b = 1, a = "x", ["not id"] = {1, 2}}"#)
+            .eval()
+            .unwrap();
+        assert_eq!(
+            dump(&lua, &v),
+            r#"{ ["not id"] = { 1, 2 }, a = "x", b = 1 }"#
+        );
+        let long: LuaValue = lua
+            .load("return {text = string.rep('y', 80)}")
+            .eval()
+            .unwrap();
         assert!(dump(&lua, &long).starts_with("{\n  text = \"yyy"));
     }
 }
