@@ -11,7 +11,13 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("workspace root").to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
-    for watched in ["src", "wit", "Cargo.toml", ".cargo/config.toml", "host-harness/tests/fixtures/adversary/src"] {
+    for watched in [
+        "src",
+        "wit",
+        "Cargo.toml",
+        ".cargo/config.toml",
+        "host-harness/tests/fixtures/adversary/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=KOSMO_COMPONENT_TARGET_DIR");
@@ -64,10 +70,19 @@ fn main() {
         panic!("building the Klaviyo component failed:\n{stderr}");
     }
     let built = target_dir.join("wasm32-wasip2/release");
-    copy(&built.join("klaviyo_plugin.wasm"), &out_dir.join("klaviyo.wasm"));
-    copy(&built.join("adversary.wasm"), &out_dir.join("adversary.wasm"));
+    copy(
+        &built.join("klaviyo_plugin.wasm"),
+        &out_dir.join("klaviyo.wasm"),
+    );
+    copy(
+        &built.join("adversary.wasm"),
+        &out_dir.join("adversary.wasm"),
+    );
     // For the tests only: the library never loads it.
-    println!("cargo:rustc-env=KOSMO_ADVERSARY_WASM={}", out_dir.join("adversary.wasm").display());
+    println!(
+        "cargo:rustc-env=KOSMO_ADVERSARY_WASM={}",
+        out_dir.join("adversary.wasm").display()
+    );
 }
 
 fn copy(from: &Path, to: &Path) {

@@ -14,9 +14,9 @@
 
 #![deny(missing_docs)]
 
+pub mod cache;
 /// The `kosmo` command line.
 pub mod cli;
-pub mod cache;
 pub mod convert;
 /// Documentation generated from the WIT.
 pub mod docs;
