@@ -961,6 +961,29 @@ fn memory_limit_stops_bombs() {
 }
 
 #[test]
+fn deep_recursion_is_an_error_not_a_crash() {
+    let home = home();
+    for code in [
+        "local function f(n) return 1 + f(n + 1) end return f(1)",
+        "local function f() return pcall(f) end return f()",
+        "local t = setmetatable({}, {__index = function(t, k) return t[k .. 'x'] end}) return t.a",
+    ] {
+        let run = lua(home.path(), code).args(["--json"]).run();
+        let env = run.json();
+        assert!(
+            run.code == 0 || run.code == 1,
+            "{code}: exit {} {}",
+            run.code,
+            run.stderr
+        );
+        if run.code == 1 {
+            assert_eq!(env["success"], false, "{code}: {env}");
+            assert!(env["error"]["message"].is_string(), "{code}: {env}");
+        }
+    }
+}
+
+#[test]
 fn print_flood_is_capped() {
     let home = home();
     let run = lua(
