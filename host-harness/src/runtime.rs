@@ -510,6 +510,19 @@ fn trap_error(
             );
         }
     }
+    if trap
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return CallError::new(
+            "busy",
+            function,
+            format!(
+                "all {} plugin instance slots are in use; retry shortly",
+                config.pooled_instances
+            ),
+        );
+    }
     if memory_hit {
         return CallError::new(
             "memory_limit",

@@ -148,3 +148,36 @@ async fn https_end_to_end_with_a_certificate_only_the_test_trusts() {
     assert_eq!(e.code, "transport", "{e}");
     assert_eq!(emulator.request_count("pk_tls"), 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_beyond_the_instance_slots_are_refused_as_busy_not_trapped() {
+    let emulator = Emulator::start().await.unwrap();
+    let config = RuntimeConfig {
+        pooled_instances: 2,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config).unwrap();
+    let account = Account::new("slots", ApiKey::new("pk_slots"), &emulator.base_url()).unwrap();
+    for _ in 0..2 {
+        emulator.inject_fault("pk_slots", Fault::Delay(Duration::from_millis(500)));
+    }
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (runtime, account) = (runtime.clone(), account.clone());
+            tokio::spawn(async move { runtime.call(&account, "list_lists", &json!({})).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let e = runtime
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "busy", "{e}");
+    for call in held {
+        call.await.unwrap().unwrap();
+    }
+    runtime
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .expect("slots are free again");
+}
