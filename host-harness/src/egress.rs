@@ -212,8 +212,8 @@ fn addresses_klaviyo(uri: &Uri) -> bool {
         && matches!(uri.port_u16(), None | Some(443))
 }
 
-fn clamp(asked: Option<Duration>, limit: Duration) -> Option<Duration> {
-    Some(asked.map_or(limit, |d| d.min(limit)))
+fn clamp(asked: Option<Duration>, limit: Duration) -> Duration {
+    asked.map_or(limit, |d| d.min(limit))
 }
 
 type SendFuture = Box<
@@ -286,22 +286,17 @@ impl WasiHttpHooks for EgressHooks {
         credentials.set_sensitive(true);
         headers.insert(AUTHORIZATION, credentials);
 
+        // The guest's timeouts are honoured up to the host's limits. The pooled client
+        // connects only when it has no idle connection, so the first-byte deadline runs from
+        // the send and covers a connect too (which the connector caps at `connect_timeout`).
         let asked = options.unwrap_or_default();
         let limits = &self.limits;
-        let options = RequestOptions {
-            connect_timeout: clamp(asked.connect_timeout, limits.connect_timeout),
-            first_byte_timeout: clamp(asked.first_byte_timeout, limits.first_byte_timeout),
-            between_bytes_timeout: clamp(asked.between_bytes_timeout, limits.between_bytes_timeout),
-        };
+        let first_byte = clamp(asked.first_byte_timeout, limits.first_byte_timeout);
+        let between = clamp(asked.between_bytes_timeout, limits.between_bytes_timeout);
         let max_bytes = limits.max_response_bytes;
         let client = self.pools.client(&self.account, limits.connect_timeout);
         Box::new(async move {
             let started = Instant::now();
-            // The pooled client connects only when it has no idle connection, so the
-            // first-byte deadline runs from the send and covers a connect too (which the
-            // connector caps on its own at `connect_timeout`).
-            let first_byte = options.first_byte_timeout.unwrap_or_default();
-            let between = options.between_bytes_timeout.unwrap_or_default();
             let sent = pool::send(client, request, first_byte, between).await;
             let mut exchange = Exchange {
                 method,
