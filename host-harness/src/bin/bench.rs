@@ -3,7 +3,7 @@
 //! supporting figures and a per-call breakdown. It always exits 0: it is a report, not a test.
 //!
 //! ```sh
-//! cargo run --release -p kosmo --bin bench            # the whole report (about a minute)
+//! cargo run --release -p kosmo --bin bench            # the whole report (about 2 minutes)
 //! cargo run --release -p kosmo --bin bench -- --help  # the other modes
 //! ```
 //!
@@ -44,10 +44,8 @@ use kosmo::{Account, ApiKey, Runtime, RuntimeConfig};
 const REVISION: &str = "2026-07-15";
 /// Sequential calls of figures 3 and 4.
 const SEQ_CALLS: usize = 1000;
-/// Rounds of the sequential in-process measurements (native, library), median taken.
-const SEQ_ROUNDS: usize = 3;
-/// Runs of the CLI with 1,000 calls (figure 3), median taken.
-const LUA_RUNS: usize = 3;
+/// Interleaved rounds of figure 3 (native, library, Lua in-process, CLI), median taken.
+const SEQ_ROUNDS: usize = 5;
 /// Tenants and calls per tenant of figure 5.
 const TENANTS: usize = 16;
 const CALLS_PER_TENANT: usize = 200;
@@ -85,13 +83,31 @@ fn main() {
             rt.block_on(profile_lua(n))
         }
         "--breakdown" => rt.block_on(breakdown_only()),
+        "--profile-canned" => {
+            let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(2000);
+            let cache = args
+                .get(2)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("kosmo-bench-cache"));
+            let current = args.get(3).is_some_and(|a| a == "current-thread");
+            if current {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio");
+                rt.block_on(profile_canned(n, cache))
+            } else {
+                rt.block_on(profile_canned(n, cache))
+            }
+        }
         "-h" | "--help" => {
             println!(
                 "bench: kosmo's performance report (always exits 0)\n\n\
                  bench                              every figure, one table (see benches/README.md)\n\
                  bench --breakdown                  only the per-call breakdown (in-process stages)\n\
-                 bench --profile-library N [DIR]    N sequential Runtime::call get_profile (for callgrind;\n\
-                 \x20                                  DIR: compiled-component cache to reuse)\n\
+                 bench --profile-library N [DIR]    N sequential Runtime::call get_profile, emulator in a child\n\
+                 \x20                                  process (for callgrind/perf; DIR: compiled-component cache)\n\
+                 bench --profile-canned N DIR [current-thread]  N calls answered by a canned response (no network)\n\
                  bench --profile-lua N              the kosmo CLI doing N get_profile calls, with its JSON envelope\n\
                  bench --emulator-child             serve an emulator; commands on stdin (internal)"
             );
@@ -177,11 +193,16 @@ async fn full_report() -> i32 {
         "- emulator: in-process at {base}, EmulatorOptions {{ validate_requests: false }} (the fast path: no OpenAPI validation)"
     );
     println!(
+        "- figure 6 only: the same emulator (same options) in a child process (`bench --emulator-child`), so that its memory is not counted as the host's"
+    );
+    println!(
         "- tokio: multi-thread runtime, {} worker(s), shared by the emulator, the native client and kosmo",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     if cfg!(debug_assertions) {
-        println!("- WARNING: this is a debug build; run with `cargo run --release -p kosmo --bin bench`");
+        println!(
+            "- WARNING: this is a debug build; run with `cargo run --release -p kosmo --bin bench`"
+        );
     }
     let scratch = std::env::temp_dir().join(format!("kosmo-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
@@ -213,7 +234,9 @@ async fn full_report() -> i32 {
     }
     if !report.breakdown.is_empty() {
         println!();
-        println!("Where one sequential get_profile goes (in-process, per call, median of stage loops)");
+        println!(
+            "Where one sequential get_profile goes (in-process, per call, median of stage loops)"
+        );
         println!();
         println!("| stage | per call |");
         println!("|---|---|");
@@ -278,13 +301,37 @@ async fn measure_all(emu: &Emulator, scratch: &Path, report: &mut Report) -> Res
     let profile_id = create_profile(&runtime, &seq_account, "bench.seq@example.com").await?;
     let client = native_client();
 
-    // Figure 3, in-process parts: native and library, alternating rounds.
-    eprintln!("figure 3: {SEQ_CALLS} sequential calls, native vs library ({SEQ_ROUNDS} rounds) ...");
+    // Figures 1 and 2 first: they leave a warm $KOSMO_HOME for figure 3's CLI runs.
+    let kosmo = kosmo_binary();
+    match &kosmo {
+        Err(why) => {
+            for (f, t) in [
+                ("1. CLI `--eval 'return 1'`, warm cache", "< 30 ms"),
+                ("2. CLI `--eval 'return 1'`, clean cache", "< 2 s"),
+            ] {
+                report.rows.push(Row::skipped(f, t, why.clone()));
+            }
+        }
+        Ok(bin) => cli_startup(bin, scratch, &base, seq_key, &profile_id, report).await,
+    }
+
+    // Figure 3: native, library, Lua in-process and the CLI, interleaved rounds.
+    eprintln!(
+        "figure 3: {SEQ_CALLS} sequential calls: native, library, Lua in-process, CLI ({SEQ_ROUNDS} interleaved rounds) ..."
+    );
+    let session = lua_session(&runtime, &seq_account);
     for _ in 0..50 {
         native_get(&client, &base, seq_key, &profile_id).await?;
         library_get(&runtime, &seq_account, &profile_id).await?;
     }
-    let (mut native_times, mut lib_times) = (Vec::new(), Vec::new());
+    if let Ok(session) = &session {
+        let _ = lua_eval_loop(session, &profile_id, 50).await;
+    }
+    let warm_home = scratch.join("warm");
+    let cli_code = lua_loop(&profile_id, SEQ_CALLS);
+    let (mut native_times, mut lib_times, mut lua_times) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cli_exec, mut cli_wall) = (Vec::new(), Vec::new());
+    let (mut lua_error, mut cli_error) = (session.as_ref().err().cloned(), None);
     for _ in 0..SEQ_ROUNDS {
         let t = Instant::now();
         for _ in 0..SEQ_CALLS {
@@ -296,52 +343,125 @@ async fn measure_all(emu: &Emulator, scratch: &Path, report: &mut Report) -> Res
             library_get(&runtime, &seq_account, &profile_id).await?;
         }
         lib_times.push(t.elapsed().as_secs_f64() / SEQ_CALLS as f64);
+        if let Ok(session) = &session {
+            match lua_eval_loop(session, &profile_id, SEQ_CALLS).await {
+                Ok(x) => lua_times.push(x),
+                Err(e) => lua_error = Some(e),
+            }
+        }
+        if let Ok(bin) = &kosmo {
+            match run_kosmo(bin, &warm_home, &base, seq_key, &cli_code).await {
+                Ok((wall, envelope)) => {
+                    let calls = envelope["integration_calls"].as_array().map_or(0, Vec::len);
+                    match envelope["execution_time_ms"].as_f64() {
+                        _ if calls != SEQ_CALLS => {
+                            cli_error = Some(format!(
+                                "the envelope lists {calls} integration calls, not {SEQ_CALLS}"
+                            ))
+                        }
+                        Some(ms) => {
+                            cli_exec.push(ms / 1000.0 / SEQ_CALLS as f64);
+                            cli_wall.push(wall / SEQ_CALLS as f64);
+                        }
+                        None => cli_error = Some("no execution_time_ms in the envelope".into()),
+                    }
+                }
+                Err(e) => cli_error = Some(e),
+            }
+        }
     }
     let native_per_call = median(&mut native_times);
     let lib_per_call = median(&mut lib_times);
+    let lua_in_process = (!lua_times.is_empty()).then(|| median(&mut lua_times));
+    let lua_per_call = (!cli_exec.is_empty()).then(|| median(&mut cli_exec));
     report.info(
         "native per call: hyper-util legacy client, keep-alive, GET /api/profiles/{id} + JSON parse",
-        us(native_per_call),
+        format!("{} {}", us(native_per_call), spread(&native_times)),
     );
     report.info(
         "library per call: `Runtime::call(get_profile)` in-process, no Lua",
-        format!("{} ({:.2}x native)", us(lib_per_call), lib_per_call / native_per_call),
+        format!(
+            "{} ({:.2}x native) {}",
+            us(lib_per_call),
+            lib_per_call / native_per_call,
+            spread(&lib_times)
+        ),
     );
-
-    // Figures 1, 2 and the CLI part of 3 need the kosmo binary.
-    let kosmo = kosmo_binary();
-    let mut lua_per_call = None;
-    match &kosmo {
-        Err(why) => {
-            for (f, t) in [
-                ("1. CLI `--eval 'return 1'`, warm cache", "< 30 ms"),
-                ("2. CLI `--eval 'return 1'`, clean cache", "< 2 s"),
-                ("3. Lua -> component -> wasi-http -> emulator, per call", "<= 1.3x native"),
-            ] {
-                report.rows.push(Row::skipped(f, t, why.clone()));
+    match lua_in_process {
+        Some(x) => report.info(
+            "Lua in-process per call: `kosmo::lua::Session::eval` of the same script on this runtime (no CLI process)",
+            format!(
+                "{} ({:.2}x native; {} over the library call) {}",
+                us(x),
+                x / native_per_call,
+                us(x - lib_per_call),
+                spread(&lua_times)
+            ),
+        ),
+        None => report.info(
+            "Lua in-process per call",
+            format!("not measured: {}", lua_error.unwrap_or_default()),
+        ),
+    }
+    let figure =
+        format!("3. Lua -> component -> wasi-http -> emulator, per call ({SEQ_CALLS} sequential)");
+    let target = "<= 1.3x native";
+    match (&kosmo, lua_per_call) {
+        (Err(why), _) => report.rows.push(Row::skipped(&figure, target, why.clone())),
+        (Ok(_), None) => report.rows.push(Row::skipped(
+            &figure,
+            target,
+            format!("not measured: {}", cli_error.clone().unwrap_or_default()),
+        )),
+        (Ok(_), Some(per_call)) => {
+            let ratio = per_call / native_per_call;
+            report.rows.push(Row {
+                figure,
+                measured: format!(
+                    "kosmo {} (`execution_time_ms`/1000) vs native {}, medians of {SEQ_ROUNDS} interleaved rounds",
+                    us(per_call),
+                    us(native_per_call)
+                ),
+                target: target.into(),
+                ratio: format!("{ratio:.2}x native"),
+                pass: Some(ratio <= 1.3),
+            });
+            let wall = median(&mut cli_wall);
+            report.info(
+                "CLI per call (`execution_time_ms`/1000), spread",
+                spread(&cli_exec),
+            );
+            report.info(
+                "CLI per call from wall time (process start and exit included, /1000)",
+                format!("{} ({:.2}x native)", us(wall), wall / native_per_call),
+            );
+            report.info(
+                "CLI per call minus library per call (Lua layer and CLI process together)",
+                format!(
+                    "{} ({:.0}% of the CLI's per-call time)",
+                    us(per_call - lib_per_call),
+                    (per_call - lib_per_call) / per_call * 100.0
+                ),
+            );
+            if let Some(e) = cli_error {
+                report.info("CLI runs that failed", e);
             }
-        }
-        Ok(bin) => {
-            cli_startup(bin, scratch, &base, seq_key, &profile_id, report).await;
-            lua_per_call = cli_sequential(
-                bin,
-                scratch,
-                &base,
-                seq_key,
-                &profile_id,
-                native_per_call,
-                lib_per_call,
-                report,
-            )
-            .await;
         }
     }
 
     // Figure 4: Klaviyo's Python SDK.
-    python_sdk(&base, seq_key, &profile_id, lua_per_call, lib_per_call, report).await;
+    python_sdk(
+        &base,
+        seq_key,
+        &profile_id,
+        lua_per_call,
+        lib_per_call,
+        report,
+    )
+    .await;
 
     // Figure 5: 16 tenants x 200 calls.
-    throughput(&runtime, emu, &client, report).await?;
+    throughput(&runtime, emu, &client, &lib_cache, report).await?;
 
     // Figure 6: memory per in-flight call, with the emulator in a child process.
     match in_flight_memory(&runtime).await {
@@ -376,10 +496,20 @@ async fn measure_all(emu: &Emulator, scratch: &Path, report: &mut Report) -> Res
     eprintln!("breakdown: timing each stage of a call ...");
     match breakdown(&runtime, &lib_cache, &base, seq_key, &profile_id).await {
         Ok(mut rows) => {
-            if let Some(lua) = lua_per_call {
+            if let Some(lua) = lua_in_process {
                 rows.push(Info {
-                    what: "Lua layer share: CLI per call (figure 3, `execution_time_ms`/1000) minus library per call".into(),
-                    value: format!("{} (CLI {} - library {})", us(lua - lib_per_call), us(lua), us(lib_per_call)),
+                    what: "f. Lua layer in-process: `Session::eval` per call minus library per call (arguments and results through Lua, sandbox, call records)".into(),
+                    value: format!("{} (in-process Lua {} - library {})", us(lua - lib_per_call), us(lua), us(lib_per_call)),
+                });
+            }
+            if let Some(cli) = lua_per_call {
+                let (base, what) = match lua_in_process {
+                    Some(l) => (l, "in-process Lua"),
+                    None => (lib_per_call, "library"),
+                };
+                rows.push(Info {
+                    what: format!("g. the CLI process: CLI per call (figure 3, `execution_time_ms`/1000) minus {what} per call"),
+                    value: format!("{} (CLI {} - {what} {})", us(cli - base), us(cli), us(base)),
                 });
             }
             report.breakdown = rows;
@@ -448,9 +578,11 @@ async fn cli_startup(
 
     let mut push = |figure: &str, times: &mut Vec<f64>, target_s: f64, target: &str| {
         if times.is_empty() {
-            report
-                .rows
-                .push(Row::skipped(figure, target, failure.clone().unwrap_or_default()));
+            report.rows.push(Row::skipped(
+                figure,
+                target,
+                failure.clone().unwrap_or_default(),
+            ));
             return;
         }
         let m = median(times);
@@ -490,7 +622,11 @@ async fn cli_startup(
         "`$KOSMO_HOME/cache` populated by `--eval 'return 1'` / by a run with one call",
         format!(
             "{} / {}",
-            if cached_after_return_1 { "yes" } else { "no (the component is loaded on the first call)" },
+            if cached_after_return_1 {
+                "yes"
+            } else {
+                "no (the component is loaded on the first call)"
+            },
             if cached_after_call { "yes" } else { "no" }
         ),
     );
@@ -498,7 +634,10 @@ async fn cli_startup(
 
 fn has_cache(home: &Path) -> bool {
     std::fs::read_dir(home.join("cache"))
-        .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "cwasm")))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        })
         .unwrap_or(false)
 }
 
@@ -546,81 +685,42 @@ async fn run_kosmo(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Figure 3 (CLI part)
+// Figure 3: the Lua layer
 
-#[allow(clippy::too_many_arguments)]
-async fn cli_sequential(
-    bin: &Path,
-    scratch: &Path,
-    base: &str,
-    key: &str,
+/// A Lua session in this process, on `runtime`, whose default account is `acct`.
+fn lua_session(runtime: &Runtime, acct: &Account) -> Result<kosmo::lua::Session, String> {
+    use kosmo::lua::{AccountConfig, Host, HostOptions, Limits, Policy, Session};
+    let host = Host::new(
+        vec![AccountConfig {
+            account: Account {
+                name: kosmo::lua::DEFAULT_ACCOUNT.into(),
+                ..acct.clone()
+            },
+            policy: Policy::default(),
+        }],
+        HostOptions {
+            runtime: runtime.config().clone(),
+            ..Default::default()
+        },
+    )
+    .with_runtime(runtime.clone());
+    Session::new(Arc::new(host), Limits::default())
+}
+
+/// Per call of the figure-3 script with `n` calls, run by the session.
+async fn lua_eval_loop(
+    session: &kosmo::lua::Session,
     profile_id: &str,
-    native_per_call: f64,
-    lib_per_call: f64,
-    report: &mut Report,
-) -> Option<f64> {
-    let figure = format!("3. Lua -> component -> wasi-http -> emulator, per call ({SEQ_CALLS} sequential)");
-    let target = "<= 1.3x native";
-    eprintln!("figure 3: the kosmo CLI doing {SEQ_CALLS} get_profile calls ({LUA_RUNS} runs) ...");
-    let home = scratch.join("warm");
-    let code = lua_loop(profile_id, SEQ_CALLS);
-    let (mut exec, mut wall) = (Vec::new(), Vec::new());
-    let mut error = None;
-    for _ in 0..LUA_RUNS {
-        match run_kosmo(bin, &home, base, key, &code).await {
-            Ok((w, envelope)) => {
-                let calls = envelope["integration_calls"].as_array().map_or(0, Vec::len);
-                if calls != SEQ_CALLS {
-                    error = Some(format!("the envelope lists {calls} integration calls, not {SEQ_CALLS}"));
-                    continue;
-                }
-                match envelope["execution_time_ms"].as_f64() {
-                    Some(ms) => exec.push(ms / 1000.0 / SEQ_CALLS as f64),
-                    None => error = Some("no execution_time_ms in the envelope".into()),
-                }
-                wall.push(w / SEQ_CALLS as f64);
-            }
-            Err(e) => error = Some(e),
-        }
-    }
-    if exec.is_empty() {
-        report.rows.push(Row::skipped(
-            &figure,
-            target,
-            format!("not measured: {}", error.unwrap_or_default()),
+    n: usize,
+) -> Result<f64, String> {
+    let outcome = session.eval(&lua_loop(profile_id, n), "=bench").await;
+    if !outcome.success {
+        return Err(format!(
+            "the script failed: {}",
+            outcome.error.unwrap_or_default()
         ));
-        return None;
     }
-    let per_call = median(&mut exec);
-    let wall_per_call = median(&mut wall);
-    let ratio = per_call / native_per_call;
-    report.rows.push(Row {
-        figure,
-        measured: format!(
-            "kosmo {} (`execution_time_ms`/1000) vs native {}",
-            us(per_call),
-            us(native_per_call)
-        ),
-        target: target.into(),
-        ratio: format!("{ratio:.2}x native"),
-        pass: Some(ratio <= 1.3),
-    });
-    report.info(
-        "CLI per call from wall time (process start and exit included, /1000)",
-        format!("{} ({:.2}x native)", us(wall_per_call), wall_per_call / native_per_call),
-    );
-    report.info(
-        "Lua layer share of a call (CLI per call minus library per call)",
-        format!(
-            "{} ({:.0}% of the CLI's per-call time)",
-            us(per_call - lib_per_call),
-            (per_call - lib_per_call) / per_call * 100.0
-        ),
-    );
-    if let Some(e) = error {
-        report.info("CLI runs that failed", e);
-    }
-    Some(per_call)
+    Ok(outcome.duration.as_secs_f64() / n as f64)
 }
 
 fn lua_loop(profile_id: &str, n: usize) -> String {
@@ -642,13 +742,12 @@ async fn python_sdk(
     lib_per_call: f64,
     report: &mut Report,
 ) {
-    let figure = format!("4. Klaviyo's Python SDK (`klaviyo-api`), {SEQ_CALLS} sequential get_profile");
+    let figure =
+        format!("4. Klaviyo's Python SDK (`klaviyo-api`), {SEQ_CALLS} sequential get_profile");
     let target = "kosmo >= 5x faster";
     let script = std::env::var_os("KOSMO_BENCH_PYTHON_SDK")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/python_sdk.py")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/python_sdk.py"));
     let import_ok = Command::new("python3")
         .args(["-c", "import klaviyo_api"])
         .stdout(Stdio::null())
@@ -657,16 +756,21 @@ async fn python_sdk(
         .is_ok_and(|s| s.success());
     if !import_ok {
         println!("- figure 4 skipped: pip install klaviyo-api");
-        report
-            .rows
-            .push(Row::skipped(&figure, target, "skipped: pip install klaviyo-api"));
+        report.rows.push(Row::skipped(
+            &figure,
+            target,
+            "skipped: pip install klaviyo-api",
+        ));
         return;
     }
     if !script.is_file() {
         report.rows.push(Row::skipped(
             &figure,
             target,
-            format!("skipped: {} not found (set KOSMO_BENCH_PYTHON_SDK)", script.display()),
+            format!(
+                "skipped: {} not found (set KOSMO_BENCH_PYTHON_SDK)",
+                script.display()
+            ),
         ));
         return;
     }
@@ -726,6 +830,7 @@ async fn throughput(
     runtime: &Runtime,
     emu: &Emulator,
     client: &NativeClient,
+    cache: &Path,
     report: &mut Report,
 ) -> Result<(), AnyError> {
     eprintln!(
@@ -745,14 +850,32 @@ async fn throughput(
     run_kosmo_tenants(runtime, &tenants, 10).await?;
     let total = (TENANTS * CALLS_PER_TENANT) as f64;
     let (mut native, mut kosmo) = (Vec::new(), Vec::new());
+    let (mut native_cpu, mut kosmo_cpu) = ((0.0, 0.0), (0.0, 0.0));
     for _ in 0..THROUGHPUT_ROUNDS {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         run_native_tenants(client, &base, &tenants, CALLS_PER_TENANT).await?;
         native.push(total / t.elapsed().as_secs_f64());
-        let t = Instant::now();
+        let used = cpu_seconds();
+        native_cpu = (native_cpu.0 + used.0 - cpu.0, native_cpu.1 + used.1 - cpu.1);
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         run_kosmo_tenants(runtime, &tenants, CALLS_PER_TENANT).await?;
         kosmo.push(total / t.elapsed().as_secs_f64());
+        let used = cpu_seconds();
+        kosmo_cpu = (kosmo_cpu.0 + used.0 - cpu.0, kosmo_cpu.1 + used.1 - cpu.1);
     }
+    let calls = total * THROUGHPUT_ROUNDS as f64;
+    let per = |(user, sys): (f64, f64)| {
+        format!(
+            "{} ({} user + {} kernel)",
+            us((user + sys) / calls),
+            us(user / calls),
+            us(sys / calls)
+        )
+    };
+    report.info(
+        "figure 5, CPU time per call (whole bench process, emulator included): kosmo / native",
+        format!("{} / {}", per(kosmo_cpu), per(native_cpu)),
+    );
     let native = median(&mut native);
     let kosmo = median(&mut kosmo);
     let share = kosmo / native;
@@ -765,6 +888,88 @@ async fn throughput(
         ratio: format!("{:.0}% of native", share * 100.0),
         pass: Some(share >= 0.70),
     });
+
+    // What-if: the runtime's call path rebuilt here (see the breakdown), with the runtime's
+    // engine settings and with the pooling instance allocator.
+    let info = runtime.function("get_profile").ok_or("no get_profile")?;
+    let mut args = Vec::new();
+    for (_, _, id) in tenants.iter() {
+        args.push(
+            kosmo::convert::args_to_val(&info.args, &json!({ "profile_id": id }))
+                .map_err(|e| e.message)?,
+        );
+    }
+    let args = Arc::new(args);
+    let pools = Arc::new(kosmo::pool::Pools::new(None)?);
+    let mirrors = {
+        let cache = cache.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            [Variant::Runtime, Variant::Pooling].map(|v| Mirror::new(&cache, v).map(Arc::new))
+        })
+        .await?
+    };
+    let [Ok(on_demand), Ok(pooling)] = mirrors else {
+        report.info(
+            "what-if figure 5 with the pooling allocator",
+            "not measured",
+        );
+        return Ok(());
+    };
+    let limits = runtime.config().egress.clone();
+    let run = |mirror: &Arc<Mirror>, calls: usize| {
+        let mut tasks = Vec::new();
+        for i in 0..tenants.len() {
+            let (mirror, tenants, args, pools, limits) = (
+                mirror.clone(),
+                tenants.clone(),
+                args.clone(),
+                pools.clone(),
+                limits.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..calls {
+                    let log: ExchangeLog = Arc::new(Mutex::new(Vec::new()));
+                    let hooks =
+                        EgressHooks::new(tenants[i].1.clone(), limits.clone(), log, pools.clone());
+                    mirror.call(MirrorHooks::Real(hooks), &args[i]).await?;
+                }
+                Ok::<_, AnyError>(())
+            }));
+        }
+        async move {
+            for t in tasks {
+                t.await??;
+            }
+            Ok::<_, AnyError>(())
+        }
+    };
+    run(&on_demand, 10).await?;
+    run(&pooling, 10).await?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut a_cpu, mut b_cpu) = ((0.0, 0.0), (0.0, 0.0));
+    for _ in 0..THROUGHPUT_ROUNDS {
+        let (t, cpu) = (Instant::now(), cpu_seconds());
+        run(&on_demand, CALLS_PER_TENANT).await?;
+        a.push(total / t.elapsed().as_secs_f64());
+        let used = cpu_seconds();
+        a_cpu = (a_cpu.0 + used.0 - cpu.0, a_cpu.1 + used.1 - cpu.1);
+        let (t, cpu) = (Instant::now(), cpu_seconds());
+        run(&pooling, CALLS_PER_TENANT).await?;
+        b.push(total / t.elapsed().as_secs_f64());
+        let used = cpu_seconds();
+        b_cpu = (b_cpu.0 + used.0 - cpu.0, b_cpu.1 + used.1 - cpu.1);
+    }
+    let (a, b) = (median(&mut a), median(&mut b));
+    report.info(
+        "what-if figure 5: the call path rebuilt in the bench, runtime's engine settings / pooling instance allocator",
+        format!(
+            "{a:.0} / {b:.0} calls/s ({:.0}% / {:.0}% of native); CPU per call {} / {}",
+            a / native * 100.0,
+            b / native * 100.0,
+            per(a_cpu),
+            per(b_cpu)
+        ),
+    );
     Ok(())
 }
 
@@ -793,7 +998,11 @@ async fn run_native_tenants(
     Ok(())
 }
 
-async fn run_kosmo_tenants(runtime: &Runtime, tenants: &Tenants, calls: usize) -> Result<(), AnyError> {
+async fn run_kosmo_tenants(
+    runtime: &Runtime,
+    tenants: &Tenants,
+    calls: usize,
+) -> Result<(), AnyError> {
     let mut tasks = Vec::new();
     for i in 0..tenants.len() {
         let (runtime, tenants) = (runtime.clone(), tenants.clone());
@@ -824,7 +1033,13 @@ struct ChildEmulator {
 
 impl ChildEmulator {
     fn spawn() -> Result<ChildEmulator, AnyError> {
-        let mut child = Command::new(std::env::current_exe()?)
+        // /proc/self/exe: the running image, even if a build has replaced the file since.
+        let exe = if Path::new("/proc/self/exe").exists() {
+            PathBuf::from("/proc/self/exe")
+        } else {
+            std::env::current_exe()?
+        };
+        let mut child = Command::new(exe)
             .arg("--emulator-child")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -870,7 +1085,10 @@ impl Drop for ChildEmulator {
 
 /// Returns (bytes per kosmo call, bytes per native request, RSS before).
 async fn in_flight_memory(runtime: &Runtime) -> Result<(f64, f64, u64), AnyError> {
-    eprintln!("figure 6: {IN_FLIGHT} calls held in flight for {} s ...", HOLD.as_secs());
+    eprintln!(
+        "figure 6: {IN_FLIGHT} calls held in flight for {} s ...",
+        HOLD.as_secs()
+    );
     let emu = ChildEmulator::spawn()?;
     let key = "pk_bench_memory_0123456789abcdef";
     let acct = account("bench-mem", key, &emu.base)?;
@@ -934,7 +1152,27 @@ async fn hold_in_flight(
     for t in tasks {
         t.await??;
     }
-    Ok((peak.saturating_sub(before) as f64 / IN_FLIGHT as f64, before))
+    Ok((
+        peak.saturating_sub(before) as f64 / IN_FLIGHT as f64,
+        before,
+    ))
+}
+
+/// CPU time this process has used so far: (user, kernel) seconds, from /proc/self/stat.
+fn cpu_seconds() -> (f64, f64) {
+    let ticks = 100.0; // USER_HZ: 100 on Linux
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at field 3.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((
+                f.get(11)?.parse::<f64>().ok()? / ticks,
+                f.get(12)?.parse::<f64>().ok()? / ticks,
+            ))
+        })
+        .unwrap_or((0.0, 0.0))
 }
 
 /// Resident set size of this process (`VmRSS` of /proc/self/status), in bytes.
@@ -1082,13 +1320,36 @@ struct Mirror {
     pre: InstancePre<MirrorState>,
     func: ComponentExportIndex,
     config: RuntimeConfig,
+    fuel: bool,
+}
+
+/// Engine settings the breakdown tries besides the runtime's own.
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    /// The runtime's settings: fuel on, on-demand instance allocation.
+    Runtime,
+    /// Fuel off (what fuel metering costs the guest).
+    NoFuel,
+    /// The pooling instance allocator (memories, tables and fiber stacks reused, not mapped
+    /// and unmapped per call).
+    Pooling,
 }
 
 impl Mirror {
-    fn new(cache: &Path) -> Result<Mirror, AnyError> {
-        // The runtime's engine settings, so the cached artifact is reused.
+    fn new(cache: &Path, variant: Variant) -> Result<Mirror, AnyError> {
+        // The runtime's engine settings (so the cached artifact is reused), or a variant.
         let mut config = Config::new();
-        config.consume_fuel(true);
+        config.consume_fuel(variant != Variant::NoFuel);
+        if variant == Variant::Pooling {
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_component_instances(256)
+                .total_core_instances(1024)
+                .total_memories(256)
+                .total_tables(1024)
+                .total_stacks(256)
+                .max_memory_size(RuntimeConfig::default().memory_limit_bytes);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
         let component = kosmo::cache::load_or_compile(&engine, COMPONENT, cache)
             .map_err(|e| format!("{e:#}"))?;
@@ -1096,7 +1357,9 @@ impl Mirror {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("{e:#}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| format!("{e:#}"))?;
-        let pre = linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("{e:#}"))?;
         let iface = component
             .get_export_index(None, INTERFACE)
             .ok_or("no interface export")?;
@@ -1108,6 +1371,7 @@ impl Mirror {
             pre,
             func,
             config: RuntimeConfig::default(),
+            fuel: variant != Variant::NoFuel,
         })
     }
 
@@ -1125,7 +1389,11 @@ impl Mirror {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_fuel(self.config.fuel).map_err(|e| format!("{e:#}"))?;
+        if self.fuel {
+            store
+                .set_fuel(self.config.fuel)
+                .map_err(|e| format!("{e:#}"))?;
+        }
         Ok(store)
     }
 
@@ -1157,7 +1425,9 @@ impl Mirror {
         let [result] = results;
         match &result {
             Val::Result(Ok(Some(v))) => Ok((**v).clone()),
-            other => Err(format!("get-profile failed: {}", kosmo::convert::val_to_json(other)).into()),
+            other => {
+                Err(format!("get-profile failed: {}", kosmo::convert::val_to_json(other)).into())
+            }
         }
     }
 }
@@ -1215,7 +1485,19 @@ async fn breakdown(
     profile_id: &str,
 ) -> Result<Vec<Info>, AnyError> {
     let cache = cache.to_path_buf();
-    let mirror = tokio::task::spawn_blocking(move || Mirror::new(&cache)).await??;
+    let mirror = {
+        let cache = cache.clone();
+        Arc::new(tokio::task::spawn_blocking(move || Mirror::new(&cache, Variant::Runtime)).await??)
+    };
+    // The variants compile the component once more each (other engine settings).
+    let variants = {
+        let cache = cache.clone();
+        tokio::task::spawn_blocking(move || {
+            [Variant::NoFuel, Variant::Pooling]
+                .map(|v| Mirror::new(&cache, v).map_err(|e| e.to_string()))
+        })
+        .await?
+    };
     let acct = account("bench", key, base)?;
     let info = runtime.function("get_profile").ok_or("no get_profile")?;
     let args = json!({ "profile_id": profile_id });
@@ -1239,38 +1521,106 @@ async fn breakdown(
     };
     let result_val = mirror.call(MirrorHooks::Canned(body.clone()), &arg).await?;
 
-    // Each stage: a warm-up, then 5 loops of BREAKDOWN_ITERS/5; the median loop per call.
-    macro_rules! stage {
-        ($body:expr) => {{
-            for _ in 0..20 {
+    // Every stage runs BREAKDOWN_ITERS/ROUNDS times in each round, the stages interleaved so
+    // that background load hits them alike; the median round per call is kept.
+    const ROUNDS: usize = 10;
+    let n = BREAKDOWN_ITERS / ROUNDS;
+    macro_rules! timed {
+        ($into:expr, $body:expr) => {{
+            let t = Instant::now();
+            for _ in 0..n {
                 $body;
             }
-            let mut loops = Vec::new();
-            let n = BREAKDOWN_ITERS / 5;
-            for _ in 0..5 {
-                let t = Instant::now();
-                for _ in 0..n {
-                    $body;
-                }
-                loops.push(t.elapsed().as_secs_f64() / n as f64);
-            }
-            median(&mut loops)
+            $into.push(t.elapsed().as_secs_f64() / n as f64);
         }};
     }
+    let mut t: [Vec<f64>; 9] = Default::default();
+    for round in 0..=ROUNDS {
+        // Round 0 is a warm-up.
+        let mut r: [Vec<f64>; 9] = Default::default();
+        timed!(r[0], {
+            let v = kosmo::convert::args_to_val(&info.args, &args).map_err(|e| e.message)?;
+            std::hint::black_box(v);
+            std::hint::black_box(kosmo::convert::val_to_json(&result_val));
+        });
+        timed!(r[1], mirror.instantiate().await?);
+        timed!(
+            r[2],
+            mirror.call(MirrorHooks::Canned(body.clone()), &arg).await?
+        );
+        timed!(r[3], mirror.call(real_hooks(), &arg).await?);
+        timed!(r[4], library_get(runtime, &acct, profile_id).await?);
+        timed!(r[5], native_get(&client, base, key, profile_id).await?);
+        timed!(
+            r[6],
+            native_get(&fresh_client, base, key, profile_id).await?
+        );
+        for (i, v) in variants.iter().enumerate() {
+            if let Ok(m) = v {
+                timed!(
+                    r[7 + i],
+                    m.call(MirrorHooks::Canned(body.clone()), &arg).await?
+                );
+            }
+        }
+        if round > 0 {
+            for (all, one) in t.iter_mut().zip(r) {
+                all.extend(one);
+            }
+        }
+    }
+    let [
+        convert,
+        instantiate,
+        canned,
+        real,
+        library,
+        native,
+        native_fresh,
+        no_fuel,
+        pooling,
+    ] = t.map(|mut v| median(&mut v));
+    // What-if: the same canned call on a current-thread runtime (no cross-thread wake-ups).
+    let current_thread = {
+        let mirror = mirror.clone();
+        let (arg, body) = (arg.clone(), body.clone());
+        tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut times = Vec::new();
+                for round in 0..=ROUNDS {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        mirror.call(MirrorHooks::Canned(body.clone()), &arg).await?;
+                    }
+                    if round > 0 {
+                        times.push(t.elapsed().as_secs_f64() / n as f64);
+                    }
+                }
+                Ok::<_, AnyError>(median(&mut times))
+            })
+        })
+        .await?
+    };
+    let variant = |i: usize, x: f64| match &variants[i] {
+        Ok(_) => format!(
+            "{} ({:+.1} µs against the runtime's settings, b + a = {})",
+            us(x),
+            (x - canned) * 1e6,
+            us(canned)
+        ),
+        Err(e) => format!("not measured: {e}"),
+    };
 
-    let convert = stage!({
-        let v = kosmo::convert::args_to_val(&info.args, &args).map_err(|e| e.message)?;
-        std::hint::black_box(v);
-        std::hint::black_box(kosmo::convert::val_to_json(&result_val));
-    });
-    let instantiate = stage!(mirror.instantiate().await?);
-    let canned = stage!(mirror.call(MirrorHooks::Canned(body.clone()), &arg).await?);
-    let real = stage!(mirror.call(real_hooks(), &arg).await?);
-    let library = stage!(library_get(runtime, &acct, profile_id).await?);
-    let native = stage!(native_get(&client, base, key, profile_id).await?);
-    let native_fresh = stage!(native_get(&fresh_client, base, key, profile_id).await?);
-
-    let pct = |x: f64| format!("{} ({:.0}% of the library call)", us(x), x / library * 100.0);
+    let pct = |x: f64| {
+        format!(
+            "{} ({:.0}% of the library call)",
+            us(x),
+            x / library * 100.0
+        )
+    };
     Ok(vec![
         Info {
             what: "a. Store::new + instantiate the component (fresh instance per call)".into(),
@@ -1304,27 +1654,37 @@ async fn breakdown(
             what: "native GET on a new connection each time (pool disabled), for scale".into(),
             value: us(native_fresh),
         },
+        Info {
+            what: "what-if: a + b with fuel metering off".into(),
+            value: variant(0, no_fuel),
+        },
+        Info {
+            what: "what-if: a + b with the pooling instance allocator (no mmap/munmap per call)".into(),
+            value: variant(1, pooling),
+        },
+        Info {
+            what: "what-if: a + b on a current-thread tokio runtime (no cross-thread wake-ups)".into(),
+            value: match current_thread {
+                Ok(x) => format!(
+                    "{} ({:+.1} µs against the multi-thread runtime)",
+                    us(x),
+                    (x - canned) * 1e6
+                ),
+                Err(e) => format!("not measured: {e}"),
+            },
+        },
     ])
 }
 
 // ---------------------------------------------------------------------------------------------
 // Profiling modes
 
-/// `--profile-library N [CACHE]`: N sequential library calls (for `valgrind --tool=callgrind`).
+/// `--profile-library N [CACHE]`: N sequential library calls, for `valgrind --tool=callgrind`.
+/// The emulator runs in a child process (not traced by valgrind), so the profile is the
+/// host's alone; profile two N and subtract to drop set-up (benches/README.md).
 async fn profile_library(n: usize, cache: Option<PathBuf>) -> i32 {
-    let emu = match Emulator::start_with(EmulatorOptions {
-        validate_requests: false,
-        ..Default::default()
-    })
-    .await
-    {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("bench: {e}");
-            return 0;
-        }
-    };
     let result = async {
+        let emu = ChildEmulator::spawn()?;
         let config = RuntimeConfig {
             cache_dir: cache,
             ..RuntimeConfig::default()
@@ -1335,14 +1695,56 @@ async fn profile_library(n: usize, cache: Option<PathBuf>) -> i32 {
             .map_err(|e| format!("{e:#}"))?;
         eprintln!("Runtime::new: {}", ms(t.elapsed()));
         let key = "pk_bench_profile_0123456789abcdef";
-        let acct = account("bench", key, &emu.base_url())?;
+        let acct = account("bench", key, &emu.base)?;
         let id = create_profile(&runtime, &acct, "bench.profile@example.com").await?;
+        for _ in 0..20 {
+            library_get(&runtime, &acct, &id).await?;
+        }
         let t = Instant::now();
         for _ in 0..n {
             library_get(&runtime, &acct, &id).await?;
         }
         let per = t.elapsed().as_secs_f64() / n.max(1) as f64;
         println!("{n} library get_profile calls: {} per call", us(per));
+        Ok::<_, AnyError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("bench: {e}");
+    }
+    0
+}
+
+/// `--profile-canned N CACHE [current-thread]`: N calls of the runtime's call path with the
+/// canned in-memory response (no network, no emulator): stages a + b of the breakdown.
+async fn profile_canned(n: usize, cache: PathBuf) -> i32 {
+    let result = async {
+        let mirror = Mirror::new(&cache, Variant::Runtime)?;
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.clone()),
+            ..RuntimeConfig::default()
+        })
+        .map_err(|e| format!("{e:#}"))?;
+        let info = runtime.function("get_profile").ok_or("no get_profile")?;
+        let id = "01JBENCHPROF1LE000000000000";
+        let arg = kosmo::convert::args_to_val(&info.args, &json!({ "profile_id": id }))
+            .map_err(|e| e.message)?;
+        let body = Bytes::from(
+            json!({"data": {"type": "profile", "id": id, "attributes": {"email": "a@example.com"},
+                "links": {"self": format!("https://a.klaviyo.com/api/profiles/{id}/")}}})
+            .to_string(),
+        );
+        for _ in 0..20 {
+            mirror.call(MirrorHooks::Canned(body.clone()), &arg).await?;
+        }
+        let t = Instant::now();
+        for _ in 0..n {
+            mirror.call(MirrorHooks::Canned(body.clone()), &arg).await?;
+        }
+        println!(
+            "{n} canned calls: {} per call",
+            us(t.elapsed().as_secs_f64() / n.max(1) as f64)
+        );
         Ok::<_, AnyError>(())
     }
     .await;
@@ -1374,10 +1776,17 @@ async fn profile_lua(n: usize) -> i32 {
         let acct = account("bench", key, &emu.base_url())?;
         let id = create_profile(&runtime, &acct, "bench.lua@example.com").await?;
         let home = scratch.join("home");
-        run_kosmo(&bin, &home, &emu.base_url(), key, "return app.integrations.klaviyo.get_profile({profile_id = \"x\"}) ~= nil")
-            .await
-            .ok();
-        let (wall, envelope) = run_kosmo(&bin, &home, &emu.base_url(), key, &lua_loop(&id, n)).await?;
+        run_kosmo(
+            &bin,
+            &home,
+            &emu.base_url(),
+            key,
+            "return app.integrations.klaviyo.get_profile({profile_id = \"x\"}) ~= nil",
+        )
+        .await
+        .ok();
+        let (wall, envelope) =
+            run_kosmo(&bin, &home, &emu.base_url(), key, &lua_loop(&id, n)).await?;
         let exec = envelope["execution_time_ms"].as_f64().unwrap_or(f64::NAN);
         println!(
             "{n} calls through the CLI: wall {}, execution_time_ms {exec}, {} per call",
@@ -1401,7 +1810,11 @@ fn account(name: &str, key: &str, base: &str) -> Result<Account, AnyError> {
     Ok(Account::new(name, ApiKey::new(key), base)?)
 }
 
-async fn create_profile(runtime: &Runtime, acct: &Account, email: &str) -> Result<String, AnyError> {
+async fn create_profile(
+    runtime: &Runtime,
+    acct: &Account,
+    email: &str,
+) -> Result<String, AnyError> {
     let created = runtime
         .call(acct, "create_profile", &json!({ "email": email }))
         .await
@@ -1425,7 +1838,12 @@ fn native_client() -> NativeClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-async fn native_body(client: &NativeClient, base: &str, key: &str, id: &str) -> Result<Bytes, AnyError> {
+async fn native_body(
+    client: &NativeClient,
+    base: &str,
+    key: &str,
+    id: &str,
+) -> Result<Bytes, AnyError> {
     let request = Request::get(format!("{base}/api/profiles/{id}"))
         .header(AUTHORIZATION, format!("Klaviyo-API-Key {key}"))
         .header("revision", REVISION)
@@ -1435,13 +1853,22 @@ async fn native_body(client: &NativeClient, base: &str, key: &str, id: &str) -> 
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     if !status.is_success() {
-        return Err(format!("native GET: {status}: {}", excerpt(&String::from_utf8_lossy(&body))).into());
+        return Err(format!(
+            "native GET: {status}: {}",
+            excerpt(&String::from_utf8_lossy(&body))
+        )
+        .into());
     }
     Ok(body)
 }
 
 /// The native call: GET /api/profiles/{id} with the component's headers, JSON parsed.
-async fn native_get(client: &NativeClient, base: &str, key: &str, id: &str) -> Result<(), AnyError> {
+async fn native_get(
+    client: &NativeClient,
+    base: &str,
+    key: &str,
+    id: &str,
+) -> Result<(), AnyError> {
     let body = native_body(client, base, key, id).await?;
     let value: Value = serde_json::from_slice(&body)?;
     if value["data"]["id"].as_str() != Some(id) {
@@ -1451,8 +1878,12 @@ async fn native_get(client: &NativeClient, base: &str, key: &str, id: &str) -> R
     Ok(())
 }
 
-/// The `kosmo` binary next to this one; under `cargo run`, built first so it is current.
+/// The `kosmo` binary next to this one (or `$KOSMO_BENCH_KOSMO`); under `cargo run`, built
+/// first so it is current.
 fn kosmo_binary() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("KOSMO_BENCH_KOSMO") {
+        return Ok(PathBuf::from(bin));
+    }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bin = exe.with_file_name("kosmo");
     if let (Some(cargo), None) = (
@@ -1462,8 +1893,16 @@ fn kosmo_binary() -> Result<PathBuf, String> {
         eprintln!("building the kosmo binary (cargo build -p kosmo --bin kosmo) ...");
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "kosmo", "--bin", "kosmo", "--manifest-path"])
-            .arg(&manifest);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "kosmo",
+            "--bin",
+            "kosmo",
+            "--manifest-path",
+        ])
+        .arg(&manifest);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
@@ -1493,6 +1932,16 @@ fn median(v: &mut [f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// `[min - max]` of per-call times (seconds), for judging the noise.
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() {
+        return String::new();
+    }
+    format!("[rounds {:.1} - {:.1} µs]", min * 1e6, max * 1e6)
 }
 
 fn us(seconds: f64) -> String {
