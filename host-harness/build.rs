@@ -35,6 +35,7 @@ fn main() {
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
+    // The plugin, and the hostile fixture plugin the sandbox tests run.
     cmd.args([
         "build",
         "--release",
@@ -42,6 +43,8 @@ fn main() {
         "wasm32-wasip2",
         "-p",
         "klaviyo-plugin",
+        "-p",
+        "adversary",
     ])
     .arg("--manifest-path")
     .arg(root.join("Cargo.toml"))
