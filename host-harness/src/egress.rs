@@ -216,7 +216,14 @@ fn clamp(asked: Option<Duration>, limit: Duration) -> Duration {
     asked.map_or(limit, |d| d.min(limit))
 }
 
-type SendFuture = Box<
+/// The headers a guest may not set: wasi-http's defaults plus `Authorization`, which is the
+/// host's to add (a guest-set one is refused outright).
+pub fn forbidden_headers() -> ForbiddenHeaderFilter {
+    Arc::new(|name: &HeaderName| *name == AUTHORIZATION || DEFAULT_FORBIDDEN_HEADERS.contains(name))
+}
+
+/// What a wasi-http `send_request` hook returns.
+pub type SendFuture = Box<
     dyn Future<
             Output = wasmtime_wasi_http::Result<(
                 Response<WasiBody>,
@@ -227,10 +234,7 @@ type SendFuture = Box<
 
 impl WasiHttpHooks for EgressHooks {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
-        // The key is the host's to add: a guest-set Authorization is refused outright.
-        Arc::new(|name: &HeaderName| {
-            *name == AUTHORIZATION || DEFAULT_FORBIDDEN_HEADERS.contains(name)
-        })
+        forbidden_headers()
     }
 
     fn send_request(

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION};
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -31,8 +31,8 @@ use wasmtime::component::{ComponentExportIndex, InstancePre, Linker, ResourceTab
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{
-    DEFAULT_FORBIDDEN_HEADERS, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpCtx,
-    WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+    ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
 };
 
 use kosmo::egress::{EgressHooks, ExchangeLog};
@@ -1266,22 +1266,13 @@ impl WasiHttpView for MirrorState {
     }
 }
 
-type SendFuture = Box<
-    dyn Future<
-            Output = wasmtime_wasi_http::Result<(
-                Response<WasiBody>,
-                Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-            )>,
-        > + Send,
->;
+use kosmo::egress::SendFuture;
 
 impl WasiHttpHooks for MirrorHooks {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
         match self {
             MirrorHooks::Real(h) => h.forbidden_header_filter(),
-            MirrorHooks::Canned(_) => Arc::new(|name: &HeaderName| {
-                *name == AUTHORIZATION || DEFAULT_FORBIDDEN_HEADERS.contains(name)
-            }),
+            MirrorHooks::Canned(_) => kosmo::egress::forbidden_headers(),
         }
     }
 
