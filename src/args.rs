@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use klaviyo_spec::PageSize;
+
 use crate::Error;
 
 /// An `invalid-argument` error for `field`.
@@ -222,11 +224,16 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// A page size: the argument's own default, and within the endpoint's `page[size]` range
-/// (they differ per endpoint; the OpenAPI slices give minimum and maximum).
-pub fn limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, Error> {
+/// How many items a list function returns when `limit` is not given (the reference's
+/// "default 20").
+pub const DEFAULT_LIMIT: u32 = 20;
+
+/// A page size within the endpoint's `page[size]` range (they differ per endpoint; the
+/// OpenAPI slices give minimum and maximum, `klaviyo_spec` holds them).
+pub fn limit(value: Option<u32>, page: PageSize) -> Result<u32, Error> {
+    let max = page.max;
     match value {
-        None => Ok(default.min(max)),
+        None => Ok(DEFAULT_LIMIT.min(max)),
         Some(n) if (1..=max).contains(&n) => Ok(n),
         Some(n) => Err(invalid(
             "limit",
@@ -324,10 +331,11 @@ mod tests {
 
     #[test]
     fn limits_follow_the_endpoint_range() {
-        assert_eq!(limit(None, 20, 10).unwrap(), 10);
-        assert_eq!(limit(None, 20, 100).unwrap(), 20);
-        assert_eq!(limit(Some(1000), 20, 1000).unwrap(), 1000);
-        assert!(limit(Some(0), 20, 100).is_err());
-        assert!(limit(Some(11), 20, 10).is_err());
+        use klaviyo_spec::{EVENTS_PAGE, LISTS_PAGE, PROFILES_PAGE};
+        assert_eq!(limit(None, LISTS_PAGE).unwrap(), 10);
+        assert_eq!(limit(None, PROFILES_PAGE).unwrap(), 20);
+        assert_eq!(limit(Some(1000), EVENTS_PAGE).unwrap(), 1000);
+        assert!(limit(Some(0), PROFILES_PAGE).is_err());
+        assert!(limit(Some(11), LISTS_PAGE).is_err());
     }
 }

@@ -6,10 +6,6 @@ use crate::http::{self, Request};
 use crate::jsonapi;
 use crate::{Campaign, CampaignPage, Channel, Error, ListCampaignsArgs, args};
 
-/// `page[size]` of `GET /api/campaigns`: 1-100.
-const PAGE_MAX: u32 = 100;
-const PAGE_DEFAULT: u32 = 20;
-
 /// Ids of an audience list (`audiences.included` / `audiences.excluded`).
 fn ids(audiences: &Value, key: &str) -> Vec<String> {
     audiences
@@ -36,7 +32,7 @@ fn channel_value(c: Channel) -> &'static str {
 /// `list-campaigns`.
 pub fn list(a: ListCampaignsArgs) -> Result<CampaignPage, Error> {
     let channel = a.channel.unwrap_or(Channel::Email);
-    let size = args::limit(a.limit, PAGE_DEFAULT, PAGE_MAX)?;
+    let size = args::limit(a.limit, klaviyo_spec::CAMPAIGNS_PAGE)?;
     let req = Request::get("/api/campaigns".into())
         // Required since revision 2023-07-15: without it Klaviyo answers 400.
         .param(

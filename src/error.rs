@@ -1,6 +1,8 @@
 //! Building the WIT `error` record: one constructor per origin (bad argument, HTTP status,
 //! transport), so every error carries a readable `message` and what Klaviyo said.
 
+use serde_json::Value;
+
 use crate::{Error, ErrorKind};
 
 impl Error {
@@ -68,5 +70,21 @@ pub fn kind_for_status(status: u16, code: Option<&str>) -> ErrorKind {
         429 => ErrorKind::RateLimited,
         500..=599 => ErrorKind::Server,
         _ => ErrorKind::BadRequest,
+    }
+}
+
+/// A text field of a plain JSON object.
+pub fn text_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The first error object of a JSON:API error body (`{"errors": [...]}`): the spec requires
+/// id, code, title and detail; real bodies add status, links and meta
+/// (`meta.duplicate_profile_id` on a 409).
+pub fn first_error(body: &[u8]) -> Option<Value> {
+    let mut doc: Value = serde_json::from_slice(body).ok()?;
+    match doc.get_mut("errors")?.take() {
+        Value::Array(errors) => errors.into_iter().next().filter(Value::is_object),
+        _ => None,
     }
 }

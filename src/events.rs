@@ -8,10 +8,6 @@ use crate::{
     CreateEventArgs, Error, Event, EventAccepted, EventPage, GetEventArgs, ListEventsArgs, args,
 };
 
-/// `page[size]` of `GET /api/events`: 1-1000 (default 200 at Klaviyo; ours is 20).
-const PAGE_MAX: u32 = 1000;
-const PAGE_DEFAULT: u32 = 20;
-
 fn to_event(r: Resource) -> Event {
     // Create sends `value`; reads return it as `event_properties.$value`.
     let properties = r.object_text("event_properties");
@@ -85,7 +81,7 @@ pub fn get(a: GetEventArgs) -> Result<Event, Error> {
 
 /// `list-events`.
 pub fn list(a: ListEventsArgs) -> Result<EventPage, Error> {
-    let size = args::limit(a.limit, PAGE_DEFAULT, PAGE_MAX)?;
+    let size = args::limit(a.limit, klaviyo_spec::EVENTS_PAGE)?;
     let filter = a
         .filter
         .as_deref()

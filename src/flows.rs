@@ -4,10 +4,6 @@ use crate::http::{self, Request};
 use crate::jsonapi::{self, Resource};
 use crate::{Error, Flow, FlowPage, GetFlowArgs, ListFlowsArgs, args};
 
-/// `page[size]` of `GET /api/flows`: 1-50.
-const PAGE_MAX: u32 = 50;
-const PAGE_DEFAULT: u32 = 20;
-
 fn to_flow(r: Resource) -> Flow {
     Flow {
         name: r.text("name"),
@@ -22,7 +18,7 @@ fn to_flow(r: Resource) -> Flow {
 
 /// `list-flows`.
 pub fn list(a: ListFlowsArgs) -> Result<FlowPage, Error> {
-    let size = args::limit(a.limit, PAGE_DEFAULT, PAGE_MAX)?;
+    let size = args::limit(a.limit, klaviyo_spec::FLOWS_PAGE)?;
     let req = Request::get("/api/flows".into())
         .param("page[size]", size.to_string())
         .param_opt("page[cursor]", args::cursor(a.page_cursor)?);

@@ -14,17 +14,16 @@ use wasip2::http::types::{
 };
 use wasip2::io::streams::StreamError;
 
-use crate::error::kind_for_status;
-use crate::jsonapi::{first_error, text_of};
+use crate::error::{first_error, kind_for_status, text_of};
 use crate::{Error, ErrorKind};
 
 /// The API revision every request pins (Klaviyo's required `revision` header). The vendored
 /// OpenAPI slices and the emulator are of this revision.
-pub const REVISION: &str = "2026-07-15";
+pub use klaviyo_spec::REVISION;
 
 /// The only host the guest ever addresses (over https). The host routes it to the account's
 /// base URL and adds the credentials; see the WIT package docs for that contract.
-pub const AUTHORITY: &str = "a.klaviyo.com";
+pub use klaviyo_spec::ORIGIN_HOST as AUTHORITY;
 
 /// Timeouts asked of the host per attempt (it may clamp them further).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +60,7 @@ pub fn encode(component: &str) -> String {
     utf8_percent_encode(component, COMPONENT).to_string()
 }
 
-/// HTTP methods the 15 functions use.
+/// HTTP methods the functions use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
     /// Read.

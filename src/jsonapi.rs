@@ -93,10 +93,7 @@ pub fn number(v: &Value) -> Option<f64> {
     }
 }
 
-/// A text field of a plain JSON object.
-pub fn text_of(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_owned)
-}
+pub use crate::error::text_of;
 
 fn bad_shape(what: &str) -> Error {
     Error::new(
@@ -131,15 +128,4 @@ pub fn page(reply: Reply) -> Result<(Vec<Resource>, Option<String>), Error> {
         .map(Resource::from_value)
         .collect::<Result<Vec<_>, _>>()?;
     Ok((items, next))
-}
-
-/// The first error object of a JSON:API error body (`{"errors": [...]}`): the spec requires
-/// id, code, title and detail; real bodies add status, links and meta
-/// (`meta.duplicate_profile_id` on a 409).
-pub fn first_error(body: &[u8]) -> Option<Value> {
-    let mut doc: Value = serde_json::from_slice(body).ok()?;
-    match doc.get_mut("errors")?.take() {
-        Value::Array(errors) => errors.into_iter().next().filter(Value::is_object),
-        _ => None,
-    }
 }

@@ -1,4 +1,4 @@
-//! The Klaviyo plugin: a WebAssembly component (wasm32-wasip2) exporting the 15 functions of
+//! The Klaviyo plugin: a WebAssembly component (wasm32-wasip2) exporting the functions of
 //! `wit/klaviyo.wit` over `wasi:http` (the `wasip2` bindings) and serde_json for JSON:API.
 //!
 //! Organisation:

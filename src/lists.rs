@@ -10,9 +10,6 @@ use crate::{
     MailingListPage, ProfilePage, args, profiles,
 };
 
-/// `page[size]` of `GET /api/lists`: 1-10 (default 10).
-const PAGE_MAX: u32 = 10;
-
 fn to_list(r: Resource) -> MailingList {
     MailingList {
         name: r.text("name"),
@@ -25,7 +22,7 @@ fn to_list(r: Resource) -> MailingList {
 
 /// `list-lists`.
 pub fn list(a: ListListsArgs) -> Result<MailingListPage, Error> {
-    let size = args::limit(a.limit, PAGE_MAX, PAGE_MAX)?;
+    let size = args::limit(a.limit, klaviyo_spec::LISTS_PAGE)?;
     let req = Request::get("/api/lists".into())
         .param("page[size]", size.to_string())
         .param_opt("page[cursor]", args::cursor(a.page_cursor)?);
@@ -57,7 +54,7 @@ pub fn get(a: GetListArgs) -> Result<MailingList, Error> {
 /// `list-list-profiles`.
 pub fn profiles(a: ListListProfilesArgs) -> Result<ProfilePage, Error> {
     let id = args::id("list_id", &a.list_id)?;
-    let size = args::limit(a.limit, profiles::PAGE_DEFAULT, profiles::PAGE_MAX)?;
+    let size = args::limit(a.limit, klaviyo_spec::LIST_PROFILES_PAGE)?;
     profiles::page(
         Request::get(format!("/api/lists/{}/profiles", http::encode(&id)))
             .param("page[size]", size.to_string())

@@ -10,11 +10,6 @@ use crate::{
     UpdateProfileArgs, args,
 };
 
-/// `page[size]` of `GET /api/profiles` and `GET /api/lists/{id}/profiles`: 1-100.
-pub const PAGE_MAX: u32 = 100;
-/// The functions' documented default page size.
-pub const PAGE_DEFAULT: u32 = 20;
-
 /// Map a profile resource (ProfileResponseObjectResource, or ListMemberResponseObjectResource
 /// which adds `joined_group_at`) onto the WIT record.
 pub fn to_profile(mut r: Resource) -> Profile {
@@ -143,7 +138,7 @@ pub fn update(a: UpdateProfileArgs) -> Result<Profile, Error> {
 
 /// `list-profiles`.
 pub fn list(a: ListProfilesArgs) -> Result<ProfilePage, Error> {
-    let size = args::limit(a.limit, PAGE_DEFAULT, PAGE_MAX)?;
+    let size = args::limit(a.limit, klaviyo_spec::PROFILES_PAGE)?;
     let cursor = args::cursor(a.page_cursor)?;
     page(
         Request::get("/api/profiles".into())

@@ -1,0 +1,185 @@
+//! The command line's shape (clap 4): commands, their options, and the exit codes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use kosmo_runtime::Access;
+
+/// Exit code of a script or call that failed.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code of a usage error: no code, a wrong option.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kosmo",
+    version,
+    about = "Run Lua against Klaviyo through a sandboxed WebAssembly component",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a Lua script with `app.integrations.klaviyo` (from FILE, --eval, or standard input).
+    #[command(name = "integrations:lua")]
+    Lua(LuaArgs),
+    /// Call one Klaviyo function: `kosmo integrations:call klaviyo.get_profile --profile_id ID`.
+    #[command(name = "integrations:call")]
+    Call(CallArgs),
+    /// Store a named Klaviyo account (key, base URL, read/write policy) under $KOSMO_HOME.
+    #[command(name = "integrations:configure")]
+    Configure(ConfigureArgs),
+    /// Show the documentation: `klaviyo` or `klaviyo.<function>`.
+    #[command(name = "integrations:docs")]
+    Docs(DocsArgs),
+}
+
+/// Options shared by the commands that call Klaviyo.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Print one JSON object (success, output, error, result, execution_time_ms, memory_usage,
+    /// integration_calls, meta).
+    #[arg(long)]
+    pub json: bool,
+    /// Lift `ask` and `deny` permissions for this run (reported as meta.permission_bypassed).
+    #[arg(long)]
+    pub force: bool,
+    /// Run every account against a local Klaviyo emulator with throwaway keys.
+    #[arg(long)]
+    pub sandbox: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LuaArgs {
+    /// Lua file to run (`-` for standard input).
+    pub file: Option<PathBuf>,
+    /// Lua code to run.
+    #[arg(long, short = 'e', value_name = "CODE")]
+    pub eval: Option<String>,
+    #[command(flatten)]
+    pub run: RunOptions,
+    /// Memory the Lua state may use, in bytes (suffixes K, M, G allowed); default 64M.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub memory_limit: Option<usize>,
+    /// Lua execution time allowed, in seconds (waiting for Klaviyo does not count); default 30.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub cpu_limit: Option<Duration>,
+    /// Read and run standard input line by line, keeping state between lines.
+    #[arg(long, conflicts_with_all = ["file", "eval"])]
+    pub repl: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    /// The function, e.g. `klaviyo.create_profile`.
+    pub function: String,
+    /// Arguments as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub args: Option<String>,
+    /// The account to use (default: the default account).
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    #[command(flatten)]
+    pub run: RunOptions,
+    /// Arguments as `--name value` (or `--name=value`) pairs.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., value_name = "--NAME VALUE")]
+    pub pairs: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigureArgs {
+    /// The integration: `klaviyo`.
+    pub integration: String,
+    /// The account's name (`default` is used when none is named in Lua).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub account: String,
+    /// A setting: `api_key=KEY` (`api_key=-` reads it from standard input) or `base_url=URL`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Policy for reads: allow, ask or deny.
+    #[arg(long, value_name = "POLICY")]
+    pub read: Option<Access>,
+    /// Policy for writes: allow, ask or deny.
+    #[arg(long, value_name = "POLICY")]
+    pub write: Option<Access>,
+    /// List the stored accounts (never their keys).
+    #[arg(long, conflicts_with_all = ["set", "read", "write", "remove"])]
+    pub list: bool,
+    /// Remove the account.
+    #[arg(long, conflicts_with_all = ["set", "read", "write"])]
+    pub remove: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DocsArgs {
+    /// `klaviyo` or `klaviyo.<function>`.
+    pub topic: Option<String>,
+    /// Search the docs instead.
+    #[arg(long, value_name = "WORDS", conflicts_with = "topic")]
+    pub search: Option<String>,
+    /// List the topics.
+    #[arg(long, conflicts_with_all = ["topic", "search"])]
+    pub list: bool,
+}
+
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t
+        .strip_suffix("IB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(&t);
+    let (digits, scale) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 1usize << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of bytes"))?;
+    let bytes = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))?;
+    if bytes < 1 << 20 {
+        return Err(format!(
+            "`{text}` is too small: at least 1M (1048576 bytes)"
+        ));
+    }
+    Ok(bytes)
+}
+
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let s: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
+        return Err(format!(
+            "`{text}` must be more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_and_second_options() {
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2097152"), Ok(2 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert!(parse_bytes("12").is_err());
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("nan").is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! The `kosmo` command line (clap 4):
+//!
+//! - `integrations:lua [FILE] [--eval CODE] [--json] [--force] [--memory-limit BYTES]
+//!   [--cpu-limit SECONDS] [--sandbox] [--repl]`: run a Lua script against Klaviyo;
+//! - `integrations:call klaviyo.<fn> [--args JSON | --name value ...]`: one call, same envelope;
+//! - `integrations:configure klaviyo --account NAME --set api_key=KEY ...`: store an account;
+//! - `integrations:docs [klaviyo[.fn]]`: the docs generated from the WIT.
+//!
+//! Exit codes: 0 success, 1 the script (or call) failed, 2 no code or a wrong option.
+
+#![deny(missing_docs)]
+
+mod accounts;
+mod args;
+mod call;
+mod configure;
+mod context;
+mod envelope;
+mod prompt;
+mod redact;
+mod repl;
+mod run;
+mod watchdog;
+
+use clap::Parser;
+
+pub use accounts::{Store, StoredAccount, home_dir};
+pub use envelope::Envelope;
+pub use redact::Redactor;
+
+use args::{Cli, Command, DocsArgs, EXIT_FAILURE, EXIT_USAGE};
+
+/// Run `kosmo` with the process's arguments; returns the exit code.
+pub fn main() -> i32 {
+    run_args(std::env::args_os().collect())
+}
+
+/// Run `kosmo` with these arguments (the first is the program name).
+pub fn run_args(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e, &args),
+    };
+    match cli.command {
+        Command::Lua(a) => run::lua(a),
+        Command::Call(a) => call::call(a),
+        Command::Configure(a) => configure::configure(a),
+        Command::Docs(a) => docs_command(a),
+    }
+}
+
+/// Print a clap error (help and version are not errors) without any key given on the command
+/// line, and exit 2.
+fn usage_error(e: clap::Error, args: &[std::ffi::OsString]) -> i32 {
+    use clap::error::ErrorKind;
+    let keys = args.iter().filter_map(|a| {
+        let a = a.to_string_lossy();
+        a.split_once("api_key=").map(|(_, k)| k.to_string())
+    });
+    let redactor = Redactor::new(keys.chain(std::env::var("KLAVIYO_API_KEY").ok()));
+    let text = redactor.text(&e.render().to_string());
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            print!("{text}");
+            0
+        }
+        _ => {
+            eprint!("{text}");
+            EXIT_USAGE
+        }
+    }
+}
+
+fn docs_command(a: DocsArgs) -> i32 {
+    let catalog = kosmo_runtime::catalog();
+    if a.list {
+        for t in catalog.list() {
+            println!("{:<32} {}", t.topic, t.summary);
+        }
+        return 0;
+    }
+    if let Some(q) = a.search {
+        let hits = catalog.search(&q);
+        if hits.is_empty() {
+            eprintln!("error: no_match: nothing in the docs matches `{q}`");
+            return EXIT_FAILURE;
+        }
+        for t in hits {
+            println!("{:<32} {}", t.topic, t.summary);
+        }
+        return 0;
+    }
+    match catalog.read(a.topic.as_deref().unwrap_or("klaviyo")) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(message) => {
+            eprintln!("error: unknown_topic: {message}");
+            EXIT_USAGE
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `kosmo integrations:lua`: read the code, set up the session, run it under a watchdog, and
+//! print the envelope.
+
+use std::io::{IsTerminal, Read};
+
+use serde_json::json;
+
+use kosmo_lua::{Limits, Session};
+
+use crate::args::{EXIT_USAGE, LuaArgs, RunOptions};
+use crate::context::{Context, SetupError};
+use crate::envelope::Envelope;
+use crate::watchdog::{spawn_watchdog, tokio_runtime};
+
+/// The code to run and its chunk name, or a usage error.
+fn read_code(args: &LuaArgs) -> Result<(String, String), String> {
+    match (&args.file, &args.eval) {
+        (Some(_), Some(_)) => Err("give either FILE or --eval, not both".into()),
+        (None, Some(code)) => Ok((code.clone(), "=eval".into())),
+        (Some(path), None) if path.as_os_str() == "-" => read_stdin(),
+        (Some(path), None) => std::fs::read_to_string(path)
+            .map(|code| (code, format!("@{}", path.display())))
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        (None, None) if std::io::stdin().is_terminal() => {
+            Err("no code: give FILE, --eval CODE, or pipe the script on standard input".into())
+        }
+        (None, None) => read_stdin(),
+    }
+}
+
+fn read_stdin() -> Result<(String, String), String> {
+    let mut code = String::new();
+    std::io::stdin()
+        .read_to_string(&mut code)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    if code.trim().is_empty() {
+        return Err("no code: standard input was empty".into());
+    }
+    Ok((code, "=stdin".into()))
+}
+
+pub(super) fn limits(args: &LuaArgs) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(bytes) = args.memory_limit {
+        limits.memory_bytes = bytes;
+    }
+    if let Some(cpu) = args.cpu_limit {
+        limits.cpu = cpu;
+    }
+    limits
+}
+
+/// Report a usage problem (as an envelope with `--json`) and give exit code 2.
+pub(super) fn usage(options: &RunOptions, message: &str) -> i32 {
+    SetupError {
+        message: message.to_string(),
+        exit: EXIT_USAGE,
+        redactor: Default::default(),
+    }
+    .report(options)
+}
+
+/// `integrations:lua`.
+pub(super) fn lua(args: LuaArgs) -> i32 {
+    let code = if args.repl {
+        None
+    } else {
+        match read_code(&args) {
+            Ok(code) => Some(code),
+            Err(message) => return usage(&args.run, &message),
+        }
+    };
+    let runtime = match tokio_runtime() {
+        Ok(rt) => rt,
+        Err(e) => return usage(&args.run, &format!("cannot start the async runtime: {e}")),
+    };
+    // Prompts read standard input: not when it carries the code or REPL lines.
+    let may_prompt = code.as_ref().is_some_and(|(_, name)| name != "=stdin") && !args.repl;
+    let exit = runtime.block_on(async {
+        let ctx = match Context::build(&args.run, may_prompt).await {
+            Ok(ctx) => ctx,
+            Err(e) => return e.report(&args.run),
+        };
+        let session = match Session::new(ctx.host.clone(), limits(&args)) {
+            Ok(s) => s,
+            Err(message) => {
+                return SetupError {
+                    message,
+                    exit: EXIT_USAGE,
+                    redactor: ctx.redactor.clone(),
+                }
+                .report(&args.run);
+            }
+        };
+        match code {
+            None => crate::repl::run(&session, &ctx, args.run.json).await,
+            Some((code, name)) => {
+                let guard = spawn_watchdog(session.watchdog(), &ctx, &session, args.run.json);
+                let outcome = session.eval(&code, &name).await;
+                guard.disarm();
+                let mut meta = ctx.meta();
+                meta.insert(
+                    "limits".into(),
+                    json!({
+                        "memory_bytes": session.limits().memory_bytes,
+                        "cpu_seconds": session.limits().cpu.as_secs_f64(),
+                        "output_bytes": session.limits().output_bytes,
+                    }),
+                );
+                Envelope::from_outcome(outcome, meta).print(args.run.json, &ctx.redactor)
+            }
+        }
+    });
+    // Blocking tasks (a prompt waiting on stdin) must not hold the process open.
+    runtime.shutdown_background();
+    exit
+}

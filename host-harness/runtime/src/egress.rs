@@ -1,0 +1,302 @@
+//! Egress: what happens to a component's HTTP request. Policy (where a request may go, with
+//! which credentials) is one trait, [`EgressPolicy`], with Klaviyo's rules as the default
+//! [`KlaviyoPolicy`]; the plumbing around it (wasi-http's `send_request` hook, clamped
+//! timeouts, the response-size cap, the exchange log) is the runtime's and is the same for
+//! every policy, in the way wasmtime-wasi-http separates the view (where state lives) from
+//! hooks (policy).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, HOST};
+use http::uri::{Scheme, Uri};
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{
+    DEFAULT_FORBIDDEN_HEADERS, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
+};
+
+use klaviyo_spec::ORIGIN_HOST;
+
+use crate::account::Account;
+use crate::pool::{self, Pools};
+
+/// Limits the host puts on every request, whatever the guest asks.
+#[derive(Clone, Debug)]
+pub struct EgressLimits {
+    /// Longest wait for a connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for the response head.
+    pub first_byte_timeout: Duration,
+    /// Longest pause inside the response body.
+    pub between_bytes_timeout: Duration,
+    /// Largest response body passed to the guest.
+    pub max_response_bytes: u64,
+}
+
+impl Default for EgressLimits {
+    fn default() -> Self {
+        EgressLimits {
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(30),
+            between_bytes_timeout: Duration::from_secs(30),
+            max_response_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// One HTTP exchange a call made, as the host saw it.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    /// Method.
+    pub method: String,
+    /// Path and query the guest asked for.
+    pub path: String,
+    /// Response status, when a response came.
+    pub status: Option<u16>,
+    /// Why there was no response (denied, connect error, timeout).
+    pub error: Option<String>,
+    /// Time to the response head.
+    pub duration: Duration,
+}
+
+/// The exchanges of one call, shared with the hook's futures.
+pub type ExchangeLog = Arc<Mutex<Vec<Exchange>>>;
+
+/// Why a request was refused by an [`EgressPolicy`]; the guest sees `HTTP-request-denied`, the
+/// call's [`Exchange`] log keeps the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("denied: {0}")]
+pub struct Denied(pub String);
+
+/// The policy seam (as wasmtime-wasi-http's `WasiHttpHooks` separates policy from plumbing):
+/// where a guest's request may go and with which credentials. [`KlaviyoPolicy`] is the
+/// default; an embedder may supply its own (a proxy, extra headers, an audit) through
+/// [`crate::RuntimeBuilder::egress_policy`]. Timeouts, the body cap and connection pooling
+/// stay the runtime's, whatever the policy says.
+pub trait EgressPolicy: Send + Sync + 'static {
+    /// Whether the guest may set header `name` itself (checked by wasi-http when the guest
+    /// builds the request). The default forbids wasi-http's hop-by-hop set and
+    /// `Authorization`, which is the host's to add.
+    fn forbidden_header(&self, name: &HeaderName) -> bool {
+        *name == AUTHORIZATION || DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
+    /// Admit one request the guest sends for `account`: rewrite it to where it really goes and
+    /// add the credentials, or refuse it.
+    fn admit(&self, account: &Account, request: &mut Request<WasiBody>) -> Result<(), Denied>;
+}
+
+/// Klaviyo's rules: the guest may address only `https://a.klaviyo.com` (the origin the WIT
+/// package docs promise); the request is routed to the account's base URL and given
+/// `Authorization: Klaviyo-API-Key <key>`, replacing anything the guest sent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KlaviyoPolicy;
+
+impl EgressPolicy for KlaviyoPolicy {
+    fn admit(&self, account: &Account, request: &mut Request<WasiBody>) -> Result<(), Denied> {
+        if !addresses_klaviyo(request.uri()) {
+            return Err(Denied(format!(
+                "{} is not {ORIGIN_HOST}",
+                request.uri().host().unwrap_or("?")
+            )));
+        }
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let base = &account.base_url;
+        let target = Uri::builder()
+            .scheme(base.scheme.clone())
+            .authority(base.authority.clone())
+            .path_and_query(format!("{}{}", base.prefix, path))
+            .build()
+            .map_err(|_| Denied("the routed URL is invalid".into()))?;
+        *request.uri_mut() = target;
+        let mut credentials =
+            HeaderValue::from_str(&format!("Klaviyo-API-Key {}", account.api_key.expose()))
+                .map_err(|_| Denied("the account's API key is not a valid header value".into()))?;
+        credentials.set_sensitive(true);
+        let headers = request.headers_mut();
+        headers.remove(AUTHORIZATION);
+        if let Ok(host) = HeaderValue::from_str(base.authority.as_str()) {
+            headers.insert(HOST, host);
+        }
+        headers.insert(AUTHORIZATION, credentials);
+        Ok(())
+    }
+}
+
+/// The wasi-http hooks of one call: bound to one account, deciding by an [`EgressPolicy`] and
+/// sending on that account's pooled connections.
+pub(crate) struct EgressHooks {
+    pub(crate) account: Account,
+    pub(crate) policy: Arc<dyn EgressPolicy>,
+    pub(crate) limits: EgressLimits,
+    pub(crate) log: ExchangeLog,
+    pub(crate) pools: Arc<Pools>,
+}
+
+/// Whether a guest request addresses the one origin it may: `https://a.klaviyo.com[:443]`.
+fn addresses_klaviyo(uri: &Uri) -> bool {
+    uri.scheme() == Some(&Scheme::HTTPS)
+        && uri
+            .host()
+            .is_some_and(|h| h.eq_ignore_ascii_case(ORIGIN_HOST))
+        && matches!(uri.port_u16(), None | Some(443))
+}
+
+fn clamp(asked: Option<Duration>, limit: Duration) -> Duration {
+    asked.map_or(limit, |d| d.min(limit))
+}
+
+/// What a wasi-http `send_request` hook returns.
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                Response<WasiBody>,
+                Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        let policy = self.policy.clone();
+        Arc::new(move |name: &HeaderName| policy.forbidden_header(name))
+    }
+
+    fn send_request(
+        &mut self,
+        mut request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> SendFuture {
+        let method = request.method().to_string();
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let log = self.log.clone();
+        if let Err(denied) = self.policy.admit(&self.account, &mut request) {
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Exchange {
+                    method,
+                    path,
+                    status: None,
+                    error: Some(denied.to_string()),
+                    duration: Duration::ZERO,
+                });
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+
+        // The guest's timeouts are honoured up to the host's limits. The pooled client
+        // connects only when it has no idle connection, so the first-byte deadline runs from
+        // the send and covers a connect too (which the connector caps at `connect_timeout`).
+        let asked = options.unwrap_or_default();
+        let limits = &self.limits;
+        let first_byte = clamp(asked.first_byte_timeout, limits.first_byte_timeout);
+        let between = clamp(asked.between_bytes_timeout, limits.between_bytes_timeout);
+        let max_bytes = limits.max_response_bytes;
+        let client = self.pools.client(&self.account, limits.connect_timeout);
+        Box::new(async move {
+            let started = Instant::now();
+            let sent = pool::send(client, request, first_byte, between).await;
+            let mut exchange = Exchange {
+                method,
+                path,
+                status: None,
+                error: None,
+                duration: started.elapsed(),
+            };
+            let result = match sent {
+                Ok(response) => {
+                    exchange.status = Some(response.status().as_u16());
+                    let response = response.map(|b| {
+                        CappedBody {
+                            inner: b.boxed_unsync(),
+                            left: max_bytes,
+                        }
+                        .boxed_unsync()
+                    });
+                    // The pooled client drives its connections itself: no I/O future to hand back.
+                    let io = async { Ok(()) };
+                    Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
+                }
+                Err(e) => {
+                    exchange.error = Some(e.to_string());
+                    Err(e)
+                }
+            };
+            log.lock().unwrap_or_else(|p| p.into_inner()).push(exchange);
+            result
+        })
+    }
+}
+
+/// A response body that fails with `HTTP-response-body-size` past a byte budget, so a huge
+/// or endless response cannot fill the guest's memory.
+struct CappedBody {
+    inner: WasiBody,
+    left: u64,
+}
+
+impl Body for CappedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > self.left {
+                        return Poll::Ready(Some(Err(
+                            wasmtime_wasi_http::Error::HttpResponseBodySize(None),
+                        )));
+                    }
+                    self.left -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_klaviyo_over_https_is_addressable() {
+        assert!(addresses_klaviyo(
+            &"https://a.klaviyo.com/api/profiles".parse().unwrap()
+        ));
+        assert!(addresses_klaviyo(
+            &"https://A.KLAVIYO.COM:443/api".parse().unwrap()
+        ));
+        for denied in [
+            "http://a.klaviyo.com/api",
+            "https://a.klaviyo.com:8443/api",
+            "https://evil.example/api",
+            "https://a.klaviyo.com.evil.example/api",
+        ] {
+            assert!(!addresses_klaviyo(&denied.parse().unwrap()), "{denied}");
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! A session's Klaviyo side, independent of any script language: named accounts with their
+//! policies, the permission check, the component runtime (compiled on first use, so a session
+//! that only reads docs starts fast), and the record of every call (the CLI envelope's
+//! `integration_calls`). The Lua surface, `kosmo integrations:call` and the MCP server all
+//! call through [`Host::invoke`], so a policy holds whatever the surface.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use crate::account::Account;
+use crate::catalog::{Kind, catalog};
+use crate::error::{CallError, ErrorCode};
+use crate::names::did_you_mean;
+use crate::policy::{Answer, Decision, Policy, Prompter, decide};
+use crate::runtime::{Runtime, RuntimeConfig};
+
+/// Name of the account used when none is named.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// One account a session may use.
+#[derive(Clone, Debug)]
+pub struct AccountConfig {
+    /// Name, key and base URL.
+    pub account: Account,
+    /// What it allows.
+    pub policy: Policy,
+}
+
+/// How a host treats calls.
+#[derive(Clone, Default)]
+pub struct HostOptions {
+    /// `--force`: lift `ask` and `deny` for this run.
+    pub force: bool,
+    /// Who to ask when a policy says `ask` (none: refuse).
+    pub prompter: Option<Arc<dyn Prompter>>,
+    /// Limits of each component call.
+    pub runtime: RuntimeConfig,
+}
+
+/// One call, as the envelope's `integration_calls` reports it.
+#[derive(Clone, Debug)]
+pub struct CallRecord {
+    /// `klaviyo.<function>`.
+    pub path: String,
+    /// The account it ran for.
+    pub account: String,
+    /// Read or write.
+    pub kind: Kind,
+    /// How long it took (prompt included).
+    pub duration: Duration,
+    /// HTTP status of the last response, if there was one.
+    pub status: Option<u16>,
+    /// `code: message` when it failed.
+    pub error: Option<String>,
+    /// `allowed`, `approved` (at the prompt), `bypassed` (by `--force`) or `refused`.
+    pub permission: &'static str,
+    /// HTTP requests made (retries included).
+    pub requests: usize,
+}
+
+impl CallRecord {
+    /// The record as JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "path": self.path,
+            "account": self.account,
+            "duration_ms": self.duration.as_millis() as u64,
+            "status": self.status,
+            "error": self.error,
+            "kind": self.kind.as_str(),
+            "permission": self.permission,
+            "requests": self.requests,
+        })
+    }
+}
+
+/// Runs Klaviyo functions for named accounts, enforcing their policies.
+pub struct Host {
+    runtime: OnceCell<Runtime>,
+    options: HostOptions,
+    accounts: BTreeMap<String, AccountConfig>,
+    records: Mutex<Vec<CallRecord>>,
+    /// (account, kind) pairs approved for the rest of the run at the prompt.
+    approved: Mutex<HashSet<(String, Kind)>>,
+    bypassed: AtomicBool,
+}
+
+impl Host {
+    /// A host for these accounts (the one named `default` is used when none is named).
+    pub fn new(accounts: Vec<AccountConfig>, options: HostOptions) -> Self {
+        Host {
+            runtime: OnceCell::new(),
+            options,
+            accounts: accounts
+                .into_iter()
+                .map(|a| (a.account.name.clone(), a))
+                .collect(),
+            records: Mutex::new(Vec::new()),
+            approved: Mutex::new(HashSet::new()),
+            bypassed: AtomicBool::new(false),
+        }
+    }
+
+    /// Use an already compiled runtime (embedders that share one).
+    pub fn with_runtime(self, runtime: Runtime) -> Self {
+        let _ = self.runtime.set(runtime);
+        self
+    }
+
+    /// Names of the configured accounts, `default` included when it is configured.
+    pub fn account_names(&self) -> Vec<String> {
+        self.accounts.keys().cloned().collect()
+    }
+
+    /// Every configured API key: what output must never show.
+    pub fn secrets(&self) -> Vec<String> {
+        self.accounts
+            .values()
+            .map(|a| a.account.api_key.expose().to_string())
+            .collect()
+    }
+
+    /// Whether `--force` is on.
+    pub fn force(&self) -> bool {
+        self.options.force
+    }
+
+    /// Whether `--force` let through a call the policy would have asked about or denied.
+    pub fn permission_bypassed(&self) -> bool {
+        self.bypassed.load(Ordering::SeqCst)
+    }
+
+    /// The calls made since the last take.
+    pub fn take_records(&self) -> Vec<CallRecord> {
+        std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Call `function` for `account` (default when `None`) with JSON arguments.
+    pub async fn invoke(
+        &self,
+        account: Option<&str>,
+        function: &str,
+        args: &Value,
+    ) -> Result<Value, CallError> {
+        let started = Instant::now();
+        let account_name = account.unwrap_or(DEFAULT_ACCOUNT).to_string();
+        let Some(doc) = catalog().function(function) else {
+            let paths: Vec<String> = catalog()
+                .functions()
+                .iter()
+                .map(|f| format!("klaviyo.{}", f.name))
+                .collect();
+            let hint = did_you_mean(
+                &format!("klaviyo.{function}"),
+                paths.iter().map(String::as_str),
+            );
+            return Err(CallError::new(
+                ErrorCode::UnknownFunction,
+                function,
+                format!("Unknown function: klaviyo.{function}.{hint}"),
+            ));
+        };
+        let mut record = CallRecord {
+            path: format!("klaviyo.{}", doc.name),
+            account: account_name.clone(),
+            kind: doc.kind,
+            duration: Duration::ZERO,
+            status: None,
+            error: None,
+            permission: "allowed",
+            requests: 0,
+        };
+        let result = self
+            .run(&account_name, &doc.name, doc.kind, args, &mut record)
+            .await;
+        let result = result.map_err(|mut e| {
+            e.details
+                .insert("account".into(), Value::String(account_name.clone()));
+            record.status = record.status.or(e.status);
+            record.error = Some(format!("{}: {}", e.code, e.message));
+            e
+        });
+        record.duration = started.elapsed();
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+        result
+    }
+
+    async fn run(
+        &self,
+        account_name: &str,
+        function: &str,
+        kind: Kind,
+        args: &Value,
+        record: &mut CallRecord,
+    ) -> Result<Value, CallError> {
+        let Some(config) = self.accounts.get(account_name) else {
+            let message = if account_name == DEFAULT_ACCOUNT {
+                "no default Klaviyo account: set KLAVIYO_API_KEY (and KLAVIYO_BASE_URL), or run `kosmo \
+                 integrations:configure klaviyo --account default --set api_key=KEY`"
+                    .to_string()
+            } else {
+                format!(
+                    "no Klaviyo account `{account_name}`: run `kosmo integrations:configure klaviyo --account \
+                     {account_name} --set api_key=KEY`"
+                )
+            };
+            return Err(CallError::new(ErrorCode::NotConfigured, function, message));
+        };
+        let runtime = self
+            .runtime()
+            .await
+            .map_err(|m| CallError::new(ErrorCode::Internal, function, m))?;
+        // Bad arguments are reported before asking for permission: no request would be sent
+        // anyway, and the caller should not need --force to learn about a typo.
+        if let Some(info) = runtime.function(function)
+            && let Err(e) = crate::convert::args_to_val(&info.args, args)
+        {
+            return Err(CallError::invalid_argument(function, &e.field, e.message));
+        }
+        self.check_permission(config, function, kind, record)
+            .await?;
+        let outcome = runtime.call_with_log(&config.account, function, args).await;
+        record.requests = outcome.exchanges.len();
+        record.status = outcome.exchanges.iter().rev().find_map(|x| x.status);
+        outcome.result
+    }
+
+    async fn check_permission(
+        &self,
+        config: &AccountConfig,
+        function: &str,
+        kind: Kind,
+        record: &mut CallRecord,
+    ) -> Result<(), CallError> {
+        let name = &config.account.name;
+        let access = config.policy.access(kind);
+        let remembered = self
+            .approved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(name.clone(), kind));
+        let decision = if remembered {
+            Decision::Allow
+        } else {
+            decide(access, self.options.force, self.options.prompter.is_some())
+        };
+        let kinds = format!("{}s", kind.as_str());
+        let refuse = |record: &mut CallRecord, message: String| -> CallError {
+            record.permission = "refused";
+            let mut e = CallError::new(ErrorCode::PermissionDenied, function, message);
+            e.details.insert("reason".into(), json!("policy"));
+            e.details.insert("policy".into(), json!(access.as_str()));
+            e.details.insert("kind".into(), json!(kind.as_str()));
+            e
+        };
+        match decision {
+            Decision::Allow => Ok(()),
+            Decision::Bypass => {
+                record.permission = "bypassed";
+                self.bypassed.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Decision::Refuse { ask_refused: true } => Err(refuse(
+                record,
+                format!(
+                    "klaviyo.{function} is a {kind} and account `{name}` asks before {kinds}, but there is no \
+                     terminal to ask on: rerun with --force to allow it for this run, or allow {kinds} with \
+                     `kosmo integrations:configure klaviyo --account {name} --{kind} allow`",
+                    kind = kind.as_str()
+                ),
+            )),
+            Decision::Refuse { ask_refused: false } => Err(refuse(
+                record,
+                format!(
+                    "account `{name}` denies {kinds} (klaviyo.{function}); --force lifts that for one run"
+                ),
+            )),
+            Decision::Ask => {
+                let prompter = self
+                    .options
+                    .prompter
+                    .clone()
+                    .expect("Ask is only decided with a prompter");
+                let question = format!(
+                    "kosmo: allow klaviyo.{function} ({}) on Klaviyo account `{name}`?",
+                    kind.as_str()
+                );
+                let answer = tokio::task::spawn_blocking(move || prompter.ask(&question))
+                    .await
+                    .unwrap_or(Answer::No);
+                match answer {
+                    Answer::Yes => {
+                        record.permission = "approved";
+                        Ok(())
+                    }
+                    Answer::All => {
+                        record.permission = "approved";
+                        self.approved
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((name.clone(), kind));
+                        Ok(())
+                    }
+                    Answer::No => Err(refuse(
+                        record,
+                        format!("klaviyo.{function} on account `{name}` was declined"),
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn runtime(&self) -> Result<&Runtime, String> {
+        let config = self.options.runtime.clone();
+        self.runtime
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || Runtime::new(config))
+                    .await
+                    .map_err(|e| format!("loading the Klaviyo component failed: {e}"))?
+                    .map_err(|e| format!("loading the Klaviyo component failed: {e:#}"))
+            })
+            .await
+    }
+}

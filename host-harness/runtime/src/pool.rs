@@ -1,0 +1,201 @@
+//! Keep-alive connections, one pool per account. wasmtime-wasi-http's default sender opens a
+//! new connection (TCP and, for `https`, a TLS handshake) for every request; a pooled client
+//! per account reuses them. Pools are keyed by the whole [`Account`] (name, key and base URL
+//! compared in full, never a hash of them), so one tenant's connection never carries another
+//! tenant's request; a pool unused for longer than its connections' idle timeout is dropped,
+//! so a host serving many tenants over months does not grow without bound.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use wasmtime_wasi_http::{Error, WasiBody};
+
+use crate::account::Account;
+
+/// A pooled HTTP(S) client.
+pub(crate) type PooledClient = Client<HttpsConnector<HttpConnector>, WasiBody>;
+
+/// Idle connections kept per account.
+const MAX_IDLE_PER_ACCOUNT: usize = 16;
+
+/// The pools of the accounts a runtime has served recently.
+pub(crate) struct Pools {
+    tls: Arc<rustls::ClientConfig>,
+    /// How long an idle connection, and then an unused pool, is kept.
+    idle: Duration,
+    clients: Mutex<Clients>,
+}
+
+/// Pools by account, with when each was last used.
+struct Clients {
+    by_account: HashMap<Account, (PooledClient, Instant)>,
+    last_sweep: Instant,
+}
+
+impl Pools {
+    /// Pools trusting the web's roots (webpki-roots) and, for tests or a private proxy, the
+    /// PEM certificates in `extra_roots_pem`.
+    pub fn new(extra_roots_pem: Option<&str>, idle: Duration) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        if let Some(pem) = extra_roots_pem {
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|e| format!("invalid trusted root PEM: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("invalid trusted root: {e}"))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Pools {
+            tls: Arc::new(tls),
+            idle,
+            clients: Mutex::new(Clients {
+                by_account: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
+        })
+    }
+
+    /// The client of this account (its name, key and base URL together name the pool).
+    pub fn client(&self, account: &Account, connect_timeout: Duration) -> PooledClient {
+        let now = Instant::now();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        // Every connection of a pool idle this long is closed already: drop the pool itself.
+        if now.duration_since(clients.last_sweep) >= self.idle {
+            clients
+                .by_account
+                .retain(|_, (_, used)| now.duration_since(*used) < self.idle);
+            clients.last_sweep = now;
+        }
+        if let Some((client, used)) = clients.by_account.get_mut(account) {
+            *used = now;
+            return client.clone();
+        }
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*self.tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.idle)
+            .pool_max_idle_per_host(MAX_IDLE_PER_ACCOUNT)
+            .build(https);
+        clients
+            .by_account
+            .insert(account.clone(), (client.clone(), now));
+        client
+    }
+
+    /// How many accounts have a pool now.
+    pub fn len(&self) -> usize {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_account
+            .len()
+    }
+}
+
+/// Send `request` on `client`, with the first-byte deadline, and give the response body the
+/// between-bytes deadline. Errors are wasi-http error codes, as the guest expects.
+pub(crate) async fn send(
+    client: PooledClient,
+    request: http::Request<WasiBody>,
+    first_byte: Duration,
+    between_bytes: Duration,
+) -> Result<http::Response<BetweenBytes>, Error> {
+    let response = match tokio::time::timeout(first_byte, client.request(request)).await {
+        Err(_) => return Err(Error::ConnectionReadTimeout),
+        Ok(Err(e)) => return Err(client_error(&e)),
+        Ok(Ok(response)) => response,
+    };
+    Ok(response.map(|incoming| BetweenBytes {
+        inner: incoming,
+        limit: between_bytes,
+        timer: Box::pin(tokio::time::sleep(between_bytes)),
+    }))
+}
+
+/// The wasi-http error code for a client failure.
+fn client_error(e: &hyper_util::client::legacy::Error) -> Error {
+    use std::error::Error as _;
+    if e.is_connect() {
+        let timed_out = e
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || format!("{e:?}").contains("timed out");
+        return if timed_out {
+            Error::ConnectionTimeout
+        } else {
+            Error::ConnectionRefused
+        };
+    }
+    match e.source().and_then(|s| s.downcast_ref::<hyper::Error>()) {
+        Some(h) if h.is_incomplete_message() => Error::HttpResponseIncomplete,
+        Some(h) if h.is_timeout() => Error::HttpResponseTimeout,
+        _ => Error::HttpProtocolError,
+    }
+}
+
+/// A response body that fails with `connection-read-timeout` when no frame arrives within
+/// the between-bytes deadline.
+pub(crate) struct BetweenBytes {
+    inner: hyper::body::Incoming,
+    limit: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for BetweenBytes {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = tokio::time::Instant::now() + self.limit;
+                self.timer.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(if e.is_incomplete_message() {
+                Error::HttpResponseIncomplete
+            } else {
+                Error::HttpProtocolError
+            }))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}

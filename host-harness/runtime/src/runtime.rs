@@ -1,0 +1,632 @@
+//! The component runtime: compile the Klaviyo component once, then run any of its functions
+//! for any account, each call in a fresh `Store` bound to that account (isolation between
+//! tenants), with a memory cap, a CPU budget (fuel) and a wall-clock deadline.
+//!
+//! Arguments and results are JSON values converted through the component's WIT types
+//! ([`crate::convert`]); where requests may go is [`crate::egress`]'s business.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use wasmtime::component::types::{ComponentExtern, ComponentItem};
+use wasmtime::component::{
+    Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Type, Val,
+};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::account::Account;
+use crate::cache;
+use crate::convert::{self, ArgumentError};
+use crate::egress::{
+    EgressHooks, EgressLimits, EgressPolicy, Exchange, ExchangeLog, KlaviyoPolicy,
+};
+use crate::error::{CallError, ErrorCode};
+use crate::names;
+use crate::pool::Pools;
+
+/// The Klaviyo component, built from the workspace's root crate by this crate's build script.
+pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/klaviyo.wasm"));
+
+/// The WIT interface the component exports.
+pub const INTERFACE: &str = "kosmo:klaviyo/klaviyo@0.1.0";
+
+impl CallError {
+    fn argument(function: &str, e: ArgumentError) -> Self {
+        CallError::invalid_argument(function, &e.field, e.message)
+    }
+}
+
+/// Limits of every call.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Largest linear memory a call's instance may grow to.
+    pub memory_limit_bytes: usize,
+    /// Guest work a call may do, in wasmtime fuel (about one unit per wasm instruction). Fuel
+    /// is spent only while guest code runs: time blocked in HTTP or backoff sleeps is free,
+    /// which an epoch deadline (wall-clock, checked when the guest resumes) would not allow.
+    /// A real call uses well under a million.
+    pub fuel: u64,
+    /// Wall-clock deadline of a whole call, retries included.
+    pub call_timeout: Duration,
+    /// Limits on each HTTP request.
+    pub egress: EgressLimits,
+    /// Calls of one account that may run at once; more wait their turn, so one busy tenant
+    /// cannot take every connection and instance from the others (and stays within Klaviyo's
+    /// per-account rate limits sooner).
+    pub max_concurrent_calls_per_account: usize,
+    /// Calls that may be in flight at once across all accounts (instance slots reserved by
+    /// the pooling allocator; fixed when the runtime is created).
+    pub pooled_instances: u32,
+    /// Extra trusted root certificates (PEM) for HTTPS base URLs, beside the web's roots:
+    /// for a private proxy, or an emulator's test certificate. Fixed when the runtime is
+    /// created.
+    pub extra_roots_pem: Option<String>,
+    /// Where compiled components are cached (`$KOSMO_HOME/cache` for the CLI); `None`
+    /// compiles in memory every time.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// How long an account's idle connections, its pool and its concurrency limiter are
+    /// kept after its last call.
+    pub idle_account_timeout: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            memory_limit_bytes: 64 * 1024 * 1024,
+            fuel: 2_000_000_000,
+            call_timeout: Duration::from_secs(60),
+            egress: EgressLimits::default(),
+            max_concurrent_calls_per_account: 16,
+            pooled_instances: 256,
+            extra_roots_pem: None,
+            cache_dir: None,
+            idle_account_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a call gave, with the HTTP exchanges it made and where its time went.
+#[derive(Clone, Debug)]
+pub struct CallOutcome {
+    /// The result (or the error) of the call.
+    pub result: Result<Value, CallError>,
+    /// Every HTTP request the call made, in order.
+    pub exchanges: Vec<Exchange>,
+    /// Wall-clock time of the call.
+    pub duration: Duration,
+    /// The call's stages, measured by the runtime itself (what the bench reports).
+    pub stages: Stages,
+}
+
+/// Where one call's wall-clock time went. The stages follow each other, except `http`, which
+/// is the part of `guest` spent waiting for response heads.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stages {
+    /// Waiting for the account's concurrency limit.
+    pub queued: Duration,
+    /// JSON arguments to the component's argument record.
+    pub convert_args: Duration,
+    /// A fresh instance in a fresh Store (from the pre-instantiated component).
+    pub instantiate: Duration,
+    /// The exported function, from call to return: the guest's work, wasi-http, retries.
+    pub guest: Duration,
+    /// Inside `guest`: from each request's send to its response head.
+    pub http: Duration,
+    /// The result record to JSON.
+    pub convert_result: Duration,
+}
+
+/// One exported function, with its WIT types.
+#[derive(Clone)]
+pub struct FunctionInfo {
+    /// Short (Lua) name, e.g. `create_profile`.
+    pub name: String,
+    /// The WIT name, e.g. `create-profile`.
+    pub wit_name: String,
+    /// The argument record's type.
+    pub args: Type,
+    /// The `result<T, error>` type.
+    pub result: Type,
+    export: ComponentExportIndex,
+}
+
+/// State of one call's Store: WASI (nothing granted), wasi-http with the account's hooks, and
+/// the memory limits.
+struct CallState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: EgressHooks,
+    limits: MemoryLimiter,
+}
+
+/// Caps each linear memory and table of a call's instance, and remembers whether the cap was
+/// hit, so a trap caused by it is reported as `memory_limit` rather than guessed from text.
+struct MemoryLimiter {
+    max_memory: usize,
+    hit: bool,
+}
+
+/// Table elements an instance may have: generous for Rust components (a few hundred).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = true;
+            wasmtime::bail!("memory limit of {} bytes reached", self.max_memory);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.hit = true;
+            wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
+        }
+        Ok(true)
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Loads the component once; calls it for any account. Cheap to clone and share.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+    config: Arc<RuntimeConfig>,
+}
+
+/// What is compiled once and shared by every call.
+struct Inner {
+    engine: Engine,
+    pre: InstancePre<CallState>,
+    functions: BTreeMap<String, FunctionInfo>,
+    /// Keep-alive connections, one pool per account.
+    pools: Arc<Pools>,
+    /// Where guest requests may go.
+    policy: Arc<dyn EgressPolicy>,
+    /// One concurrency limiter per account (the whole identity), created on first use.
+    tenants: Mutex<Tenants>,
+}
+
+/// Concurrency limiters by account; one nobody holds is dropped at the next sweep.
+struct Tenants {
+    by_account: HashMap<Account, Arc<Semaphore>>,
+    last_sweep: Instant,
+}
+
+/// Builds a [`Runtime`]: limits, the egress policy and the component, each optional.
+///
+/// ```no_run
+/// # fn demo() -> wasmtime::Result<()> {
+/// let runtime = kosmo_runtime::Runtime::builder()
+///     .config(kosmo_runtime::RuntimeConfig::default())
+///     .build()?;
+/// # Ok(()) }
+/// ```
+pub struct RuntimeBuilder {
+    config: RuntimeConfig,
+    policy: Arc<dyn EgressPolicy>,
+    component: Option<Vec<u8>>,
+}
+
+impl RuntimeBuilder {
+    /// The limits of every call (default: [`RuntimeConfig::default`]).
+    pub fn config(mut self, config: RuntimeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The egress policy (default: [`KlaviyoPolicy`]).
+    pub fn egress_policy(mut self, policy: Arc<dyn EgressPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Another component implementing the same WIT world (default: the embedded
+    /// [`COMPONENT`]); the sandbox tests use a hostile one.
+    pub fn component(mut self, wasm: &[u8]) -> Self {
+        self.component = Some(wasm.to_vec());
+        self
+    }
+
+    /// Compile (or load from the cache) and link the component.
+    pub fn build(self) -> wasmtime::Result<Runtime> {
+        let config = self.config;
+        let wasm = self.component.as_deref().unwrap_or(COMPONENT);
+        let mut wasmtime_config = Config::new();
+        wasmtime_config.consume_fuel(true);
+        // Instances come from pre-reserved slots instead of fresh mmaps per call: the bench
+        // measured ~100 us less per call, mostly mmap/munmap/mprotect kernel time.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.pooled_instances)
+            .total_core_instances(config.pooled_instances * 4)
+            .total_memories(config.pooled_instances * 2)
+            .total_tables(config.pooled_instances * 4)
+            .max_memory_size(config.memory_limit_bytes)
+            .max_unused_warm_slots(64);
+        wasmtime_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasmtime_config)?;
+        let component = match &config.cache_dir {
+            Some(dir) => cache::load_or_compile(&engine, wasm, dir)?,
+            None => Component::new(&engine, wasm)?,
+        };
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let pre = linker.instantiate_pre(&component)?;
+        let functions = exported_functions(&engine, &component)?;
+        let pools = Pools::new(
+            config.extra_roots_pem.as_deref(),
+            config.idle_account_timeout,
+        )
+        .map_err(wasmtime::Error::msg)?;
+
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                pre,
+                functions,
+                pools: Arc::new(pools),
+                policy: self.policy,
+                tenants: Mutex::new(Tenants {
+                    by_account: HashMap::new(),
+                    last_sweep: Instant::now(),
+                }),
+            }),
+            config: Arc::new(config),
+        })
+    }
+}
+
+impl Runtime {
+    /// A builder, for a policy or component other than the defaults.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            config: RuntimeConfig::default(),
+            policy: Arc::new(KlaviyoPolicy),
+            component: None,
+        }
+    }
+
+    /// Compile the embedded component with these limits and Klaviyo's egress policy.
+    pub fn new(config: RuntimeConfig) -> wasmtime::Result<Self> {
+        Runtime::builder().config(config).build()
+    }
+
+    /// Compile a given component (tests use fixture components).
+    pub fn with_component(config: RuntimeConfig, wasm: &[u8]) -> wasmtime::Result<Self> {
+        Runtime::builder().config(config).component(wasm).build()
+    }
+
+    /// The same compiled component with other limits (no recompilation). The instance pool
+    /// and trusted roots stay those the runtime was built with.
+    pub fn with_config(&self, config: RuntimeConfig) -> Runtime {
+        Runtime {
+            inner: self.inner.clone(),
+            config: Arc::new(config),
+        }
+    }
+
+    /// The exported functions, by short name.
+    pub fn functions(&self) -> impl Iterator<Item = &FunctionInfo> {
+        self.inner.functions.values()
+    }
+
+    /// Look a function up by short (`get_profile`), full (`klaviyo_get_profile`) or WIT
+    /// (`get-profile`) name.
+    pub fn function(&self, name: &str) -> Option<&FunctionInfo> {
+        self.inner.functions.get(&names::short_name(name))
+    }
+
+    /// How many accounts hold a connection pool and a concurrency limiter now (both are
+    /// dropped once an account is idle for [`RuntimeConfig::idle_account_timeout`]).
+    pub fn tracked_accounts(&self) -> (usize, usize) {
+        let tenants = self.inner.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        (self.inner.pools.len(), tenants.by_account.len())
+    }
+
+    fn tenant(&self, account: &Account) -> Arc<Semaphore> {
+        let now = Instant::now();
+        let mut tenants = self.inner.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        if now.duration_since(tenants.last_sweep) >= self.config.idle_account_timeout {
+            // Only the map holds a limiter nobody is waiting on or running under.
+            tenants
+                .by_account
+                .retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+            tenants.last_sweep = now;
+        }
+        let permits = self.config.max_concurrent_calls_per_account.max(1);
+        tenants
+            .by_account
+            .entry(account.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+            .clone()
+    }
+
+    /// The limits calls run with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Call `function` for `account` with JSON arguments.
+    pub async fn call(
+        &self,
+        account: &Account,
+        function: &str,
+        args: &Value,
+    ) -> Result<Value, CallError> {
+        self.call_with_log(account, function, args).await.result
+    }
+
+    /// Like [`Runtime::call`], and also report the HTTP exchanges, the duration and the
+    /// stages.
+    pub async fn call_with_log(
+        &self,
+        account: &Account,
+        function: &str,
+        args: &Value,
+    ) -> CallOutcome {
+        let started = Instant::now();
+        let log: ExchangeLog = Arc::new(Mutex::new(Vec::new()));
+        let mut stages = Stages::default();
+        let tenant = self.tenant(account);
+        let result = match tenant.acquire().await {
+            Ok(_permit) => {
+                stages.queued = started.elapsed();
+                self.run(account, function, args, log.clone(), &mut stages)
+                    .await
+            }
+            Err(_) => Err(CallError::new(
+                ErrorCode::Internal,
+                function,
+                "the account's call queue closed",
+            )),
+        };
+        drop(tenant);
+        let exchanges = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
+        stages.http = exchanges.iter().map(|e| e.duration).sum();
+        CallOutcome {
+            result,
+            exchanges,
+            duration: started.elapsed(),
+            stages,
+        }
+    }
+
+    async fn run(
+        &self,
+        account: &Account,
+        function: &str,
+        args: &Value,
+        log: ExchangeLog,
+        stages: &mut Stages,
+    ) -> Result<Value, CallError> {
+        let Some(info) = self.function(function) else {
+            let hint =
+                names::did_you_mean(function, self.inner.functions.keys().map(String::as_str));
+            return Err(CallError::new(
+                ErrorCode::UnknownFunction,
+                function,
+                format!("Unknown function: {function}.{hint}"),
+            ));
+        };
+        let name = info.name.clone();
+        let mark = Instant::now();
+        let arg =
+            convert::args_to_val(&info.args, args).map_err(|e| CallError::argument(&name, e))?;
+        stages.convert_args = mark.elapsed();
+
+        let config = &*self.config;
+        let state = CallState {
+            // Nothing is granted: no environment, arguments, preopens, stdio or sockets.
+            wasi: WasiCtxBuilder::new().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: EgressHooks {
+                account: account.clone(),
+                policy: self.inner.policy.clone(),
+                limits: config.egress.clone(),
+                log,
+                pools: self.inner.pools.clone(),
+            },
+            limits: MemoryLimiter {
+                max_memory: config.memory_limit_bytes,
+                hit: false,
+            },
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+            .set_fuel(config.fuel)
+            .map_err(|e| CallError::new(ErrorCode::Internal, &name, e.to_string()))?;
+
+        let mut instantiated = None;
+        let call = async {
+            let mark = Instant::now();
+            let instance = self.inner.pre.instantiate_async(&mut store).await?;
+            let func = instance
+                .get_func(&mut store, &info.export)
+                .ok_or_else(|| wasmtime::format_err!("export {} missing", info.wit_name))?;
+            let ran = Instant::now();
+            instantiated = Some(ran - mark);
+            let mut results = [Val::Bool(false)];
+            func.call_async(&mut store, &[arg], &mut results).await?;
+            wasmtime::Result::Ok((results, ran.elapsed()))
+        };
+        let outcome = tokio::time::timeout(config.call_timeout, call).await;
+        stages.instantiate = instantiated.unwrap_or_default();
+        let results = match outcome {
+            Err(_) => {
+                return Err(CallError::new(
+                    ErrorCode::Timeout,
+                    &name,
+                    format!(
+                        "the call did not finish within {} s",
+                        config.call_timeout.as_secs_f64()
+                    ),
+                ));
+            }
+            Ok(Err(trap)) => {
+                let memory_hit = store.data().limits.hit;
+                return Err(trap_error(&name, &trap, config, memory_hit));
+            }
+            Ok(Ok((results, guest))) => {
+                stages.guest = guest;
+                results
+            }
+        };
+        let mark = Instant::now();
+        let result = match &results[0] {
+            Val::Result(Ok(value)) => {
+                Ok(value.as_deref().map_or(Value::Null, convert::val_to_json))
+            }
+            Val::Result(Err(Some(error))) => Err(CallError::from_component(
+                &name,
+                convert::val_to_json(error),
+            )),
+            _ => Err(CallError::new(
+                ErrorCode::Internal,
+                &name,
+                "the component returned an unexpected value",
+            )),
+        };
+        stages.convert_result = mark.elapsed();
+        result
+    }
+}
+
+/// A trap or a limit hit, as a clear error (the Store is dropped with the call).
+fn trap_error(
+    function: &str,
+    trap: &wasmtime::Error,
+    config: &RuntimeConfig,
+    memory_hit: bool,
+) -> CallError {
+    let text = format!("{trap:#}");
+    if let Some(t) = trap.downcast_ref::<wasmtime::Trap>() {
+        if *t == wasmtime::Trap::OutOfFuel {
+            return CallError::new(
+                ErrorCode::CpuLimit,
+                function,
+                format!(
+                    "the plugin used more than its CPU budget of {} fuel",
+                    config.fuel
+                ),
+            );
+        }
+    }
+    if trap
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return CallError::new(
+            ErrorCode::Busy,
+            function,
+            format!(
+                "all {} plugin instance slots are in use; retry shortly",
+                config.pooled_instances
+            ),
+        );
+    }
+    if memory_hit {
+        return CallError::new(
+            ErrorCode::MemoryLimit,
+            function,
+            format!(
+                "the plugin exceeded its memory limit of {} bytes",
+                config.memory_limit_bytes
+            ),
+        );
+    }
+    CallError::new(
+        ErrorCode::PluginTrap,
+        function,
+        format!(
+            "the plugin failed: {}",
+            text.lines().next().unwrap_or("trap")
+        ),
+    )
+}
+
+/// The interface's functions, with their argument and result types.
+fn exported_functions(
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<BTreeMap<String, FunctionInfo>> {
+    let interface = component
+        .get_export_index(None, INTERFACE)
+        .ok_or_else(|| wasmtime::format_err!("the component does not export {INTERFACE}"))?;
+    let ty = component.component_type();
+    let Some((
+        _,
+        ComponentExtern {
+            ty: ComponentItem::ComponentInstance(instance),
+            ..
+        },
+    )) = ty.exports(engine).find(|(n, _)| *n == INTERFACE)
+    else {
+        wasmtime::bail!("{INTERFACE} is not an instance export");
+    };
+    let mut functions = BTreeMap::new();
+    for (wit_name, item) in instance.exports(engine) {
+        let ComponentItem::ComponentFunc(func) = item.ty else {
+            continue;
+        };
+        let params: Vec<(&str, Type)> = func.params().collect();
+        let mut results = func.results();
+        let ([(_, args)], Some(result)) = (params.as_slice(), results.next()) else {
+            wasmtime::bail!("{wit_name} does not take one argument record and return one result");
+        };
+        let export = component
+            .get_export_index(Some(&interface), wit_name)
+            .ok_or_else(|| wasmtime::format_err!("no export index for {wit_name}"))?;
+        let name = names::snake(wit_name);
+        functions.insert(
+            name.clone(),
+            FunctionInfo {
+                name,
+                wit_name: wit_name.to_string(),
+                args: args.clone(),
+                result,
+                export,
+            },
+        );
+    }
+    Ok(functions)
+}

@@ -1,0 +1,236 @@
+//! The runtime library as an agent host uses it: the compiled-component cache and
+//! per-account concurrency limits.
+
+use std::time::{Duration, Instant};
+
+use kosmo_emulator::{Emulator, Fault};
+use kosmo_runtime::{Account, ApiKey, Runtime, RuntimeConfig};
+use serde_json::json;
+
+#[test]
+fn compiled_components_are_cached_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
+    let first = Runtime::new(config.clone()).unwrap();
+    let artifacts: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert!(artifacts[0].extension().is_some_and(|e| e == "cwasm"));
+    let modified = std::fs::metadata(&artifacts[0])
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    let started = Instant::now();
+    let second = Runtime::new(config.clone()).unwrap();
+    let warm = started.elapsed();
+    assert_eq!(second.functions().count(), first.functions().count());
+    assert_eq!(
+        std::fs::metadata(&artifacts[0])
+            .unwrap()
+            .modified()
+            .unwrap(),
+        modified,
+        "not rewritten"
+    );
+    println!("warm load: {warm:?}");
+
+    // A corrupt artifact is replaced, not trusted. (A new file: the old one is still mapped
+    // by the runtimes above, which is why the cache itself only ever renames into place.)
+    std::fs::remove_file(&artifacts[0]).unwrap();
+    std::fs::write(&artifacts[0], b"not a compiled component").unwrap();
+    let third = Runtime::new(config).unwrap();
+    assert_eq!(
+        third.functions().count(),
+        kosmo_runtime::catalog().functions().len()
+    );
+    assert!(std::fs::metadata(&artifacts[0]).unwrap().len() > 1000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_account_does_not_hold_up_another() {
+    let emulator = Emulator::start().await.unwrap();
+    let config = RuntimeConfig {
+        max_concurrent_calls_per_account: 2,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config).unwrap();
+    let busy = Account::new("busy", ApiKey::new("pk_busy"), &emulator.base_url()).unwrap();
+    let calm = Account::new("calm", ApiKey::new("pk_calm"), &emulator.base_url()).unwrap();
+    for _ in 0..6 {
+        emulator.inject_fault("pk_busy", Fault::Delay(Duration::from_millis(300)));
+    }
+    let started = Instant::now();
+    let mut busy_calls = Vec::new();
+    for _ in 0..6 {
+        let (runtime, busy) = (runtime.clone(), busy.clone());
+        busy_calls.push(tokio::spawn(async move {
+            runtime.call(&busy, "list_lists", &json!({})).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let calm_started = Instant::now();
+    runtime.call(&calm, "list_lists", &json!({})).await.unwrap();
+    assert!(
+        calm_started.elapsed() < Duration::from_millis(300),
+        "the calm account did not wait"
+    );
+    for call in busy_calls {
+        call.await.unwrap().unwrap();
+    }
+    // Two at a time, 300 ms each: three waves.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A CA and a `localhost` certificate it signed, made for this test only.
+fn test_certificates() -> (String, kosmo_emulator::TlsIdentity) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let identity = kosmo_emulator::TlsIdentity {
+        cert_chain_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    };
+    (ca.pem(), identity)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_end_to_end_with_a_certificate_only_the_test_trusts() {
+    let (ca_pem, identity) = test_certificates();
+    let options = kosmo_emulator::EmulatorOptions {
+        tls: Some(identity),
+        ..Default::default()
+    };
+    let emulator = Emulator::start_with(options).await.unwrap();
+    assert!(emulator.base_url().starts_with("https://localhost:"));
+    let account = Account::new("tls", ApiKey::new("pk_tls"), &emulator.base_url()).unwrap();
+
+    let trusting = Runtime::new(RuntimeConfig {
+        extra_roots_pem: Some(ca_pem),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let p = trusting
+        .call(
+            &account,
+            "create_profile",
+            &json!({"email": "tls@example.com"}),
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let got = trusting
+            .call(&account, "get_profile", &json!({"profile_id": p["id"]}))
+            .await
+            .unwrap();
+        assert_eq!(got["email"], "tls@example.com");
+    }
+    assert_eq!(emulator.request_count("pk_tls"), 4);
+
+    // Without the test CA the certificate is refused: nothing else trusts it.
+    let default = Runtime::new(RuntimeConfig::default()).unwrap();
+    let e = default
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "transport", "{e}");
+    assert_eq!(emulator.request_count("pk_tls"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_beyond_the_instance_slots_are_refused_as_busy_not_trapped() {
+    let emulator = Emulator::start().await.unwrap();
+    let config = RuntimeConfig {
+        pooled_instances: 2,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config).unwrap();
+    let account = Account::new("slots", ApiKey::new("pk_slots"), &emulator.base_url()).unwrap();
+    for _ in 0..2 {
+        emulator.inject_fault("pk_slots", Fault::Delay(Duration::from_millis(500)));
+    }
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (runtime, account) = (runtime.clone(), account.clone());
+            tokio::spawn(async move { runtime.call(&account, "list_lists", &json!({})).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let e = runtime
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "busy", "{e}");
+    for call in held {
+        call.await.unwrap().unwrap();
+    }
+    runtime
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .expect("slots are free again");
+}
+
+/// Pools and concurrency limiters are keyed by the whole account (a second key under the same
+/// name and URL is another tenant) and forgotten once idle, so a host serving many tenants
+/// over months does not grow without bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_are_keyed_in_full_and_forgotten_when_idle() {
+    let emulator = Emulator::start().await.unwrap();
+    let config = RuntimeConfig {
+        idle_account_timeout: Duration::from_millis(400),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config).unwrap();
+    let url = emulator.base_url();
+    for i in 0..20 {
+        // Same name and URL, another key: another tenant.
+        let account = Account::new("shop", ApiKey::new(format!("pk_idle_{i}")), &url).unwrap();
+        runtime
+            .call(&account, "list_lists", &json!({}))
+            .await
+            .unwrap();
+    }
+    assert_eq!(runtime.tracked_accounts(), (20, 20));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let late = Account::new("late", ApiKey::new("pk_idle_late"), &url).unwrap();
+    runtime.call(&late, "list_lists", &json!({})).await.unwrap();
+    assert_eq!(runtime.tracked_accounts(), (1, 1));
+}
+
+/// Every call reports where its time went, measured inside the runtime.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_report_their_stages() {
+    let emulator = Emulator::start().await.unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let account = Account::new("stages", ApiKey::new("pk_stages"), &emulator.base_url()).unwrap();
+    let outcome = runtime
+        .call_with_log(&account, "list_lists", &json!({}))
+        .await;
+    outcome.result.unwrap();
+    let s = outcome.stages;
+    assert!(
+        s.instantiate > Duration::ZERO && s.guest > Duration::ZERO,
+        "{s:?}"
+    );
+    assert!(s.http > Duration::ZERO && s.http <= s.guest, "{s:?}");
+    assert!(
+        s.queued + s.convert_args + s.instantiate + s.guest + s.convert_result <= outcome.duration,
+        "{s:?} within {:?}",
+        outcome.duration
+    );
+}

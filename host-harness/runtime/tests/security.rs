@@ -1,0 +1,298 @@
+//! The sandbox, attacked: a hostile plugin (tests/fixtures/adversary, built by this test) run
+//! through the real runtime tries to leave the allow-list, set its own credentials, read the
+//! environment, spin, grow memory, swallow a huge response and trap. Each attempt must be
+//! stopped with the right error, the key must appear nowhere, and the host must keep serving.
+//! Then two tenants share one runtime for 1,000 interleaved calls.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kosmo_emulator::Emulator;
+use kosmo_runtime::{Account, ApiKey, CallError, Runtime, RuntimeConfig};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const KEY: &str = "pk_security_secret_4f1c9a";
+
+fn adversary() -> Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let wasm = build_adversary();
+            let config = RuntimeConfig {
+                memory_limit_bytes: 32 * 1024 * 1024,
+                fuel: 200_000_000,
+                ..RuntimeConfig::default()
+            };
+            Runtime::with_component(config, &wasm).expect("fixture compiles")
+        })
+        .clone()
+}
+
+/// Build the hostile fixture plugin for wasm32-wasip2, in the wasm target directory the
+/// build script uses for the component (only this test needs it, so only this test builds it).
+fn build_adversary() -> Vec<u8> {
+    let target_dir = env!("KOSMO_WASM_TARGET_DIR");
+    let root = env!("KOSMO_WORKSPACE_ROOT");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "-p",
+        "adversary",
+    ])
+    .arg("--manifest-path")
+    .arg(format!("{root}/Cargo.toml"))
+    .arg("--target-dir")
+    .arg(target_dir)
+    .current_dir(root);
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cmd.env_remove(var);
+    }
+    let output = cmd.output().expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "building the adversary fixture failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read(format!("{target_dir}/wasm32-wasip2/release/adversary.wasm"))
+        .expect("fixture built")
+}
+
+fn klaviyo() -> Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| Runtime::new(RuntimeConfig::default()).expect("compiles"))
+        .clone()
+}
+
+async fn attack(runtime: &Runtime, account: &Account, name: &str) -> CallError {
+    let e = runtime
+        .call(account, "get_profile", &json!({"profile_id": name}))
+        .await
+        .expect_err("the adversary always fails");
+    let shown = format!("{e} {:?} {}", e.details, e.to_json());
+    assert!(
+        !shown.contains(KEY),
+        "the key leaked through {name}: {shown}"
+    );
+    e
+}
+
+async fn account() -> (Emulator, Account) {
+    let emulator = Emulator::start().await.unwrap();
+    let account = Account::new("tenant", ApiKey::new(KEY), &emulator.base_url()).unwrap();
+    (emulator, account)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_outside_the_allow_list_are_denied() {
+    let (emulator, account) = account().await;
+    let runtime = adversary();
+    for name in ["other-host", "other-port", "plain-http", "loopback"] {
+        let e = attack(&runtime, &account, name).await;
+        assert!(
+            e.message.contains("HttpRequestDenied"),
+            "{name}: {}",
+            e.message
+        );
+    }
+    assert_eq!(
+        emulator.request_count(KEY),
+        0,
+        "nothing reached the emulator"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_cannot_open_sockets() {
+    let (_emulator, account) = account().await;
+    let e = attack(&adversary(), &account, "socket").await;
+    assert!(
+        e.message
+            .contains("refused: ErrorCode { code: 1, name: \"access-denied\""),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_cannot_set_its_own_authorization() {
+    let (emulator, account) = account().await;
+    let e = attack(&adversary(), &account, "set-authorization").await;
+    assert!(
+        e.message
+            .contains("headers refused: HeaderError::Forbidden"),
+        "{}",
+        e.message
+    );
+    assert_eq!(emulator.request_count("pk_guest_chosen"), 0);
+    assert_eq!(emulator.request_count(KEY), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_sees_no_environment_arguments_or_files() {
+    let (_emulator, account) = account().await;
+    let e = attack(&adversary(), &account, "environment").await;
+    // No variables, no arguments, no preopened directory to read.
+    assert!(
+        e.message.starts_with("env=[] args=[] root=Err("),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_stop_runaway_plugins_and_the_host_keeps_serving() {
+    let (emulator, account) = account().await;
+    let runtime = adversary();
+
+    let started = std::time::Instant::now();
+    let e = attack(&runtime, &account, "spin").await;
+    assert_eq!(e.code, "cpu_limit", "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let e = attack(&runtime, &account, "grow").await;
+    assert_eq!(e.code, "memory_limit", "{e}");
+
+    let e = attack(&runtime, &account, "trap").await;
+    assert_eq!(e.code, "plugin_trap", "{e}");
+
+    // The host still serves: the real component works right after, in the same process.
+    let lists = klaviyo()
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .expect("still serving");
+    assert!(lists["items"].is_array());
+    assert_eq!(emulator.request_count(KEY), 1);
+}
+
+/// A server that answers every request with a 64 MiB body.
+async fn huge_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.api+json\r\ncontent-length: 67108864\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 1 << 16];
+                for _ in 0..1024 {
+                    if socket.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_response_is_cut_at_the_cap() {
+    let base = huge_server().await;
+    let account = Account::new("huge", ApiKey::new(KEY), &base).unwrap();
+    let mut config = adversary().config().clone();
+    config.egress.max_response_bytes = 1024 * 1024;
+    let runtime = adversary().with_config(config.clone());
+    let e = attack(&runtime, &account, "big-response").await;
+    let read: usize = e
+        .message
+        .strip_prefix("body failed after ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", e.message));
+    assert!(read <= 1024 * 1024, "read {read} bytes past the 1 MiB cap");
+
+    // The real component gets a clear error too, not a trap.
+    let e = klaviyo()
+        .with_config(config)
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "transport", "{e}");
+    assert!(e.message.contains("cut off"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_tenants_interleaved_stay_apart() {
+    let emulator = Emulator::start().await.unwrap();
+    let a = Account::new("a", ApiKey::new("pk_tenant_a_7d2e"), &emulator.base_url()).unwrap();
+    let b = Account::new("b", ApiKey::new("pk_tenant_b_91c0"), &emulator.base_url()).unwrap();
+    let runtime = klaviyo();
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let (account, tag) = if i % 2 == 0 {
+            (a.clone(), "a")
+        } else {
+            (b.clone(), "b")
+        };
+        let runtime = runtime.clone();
+        let limit = limit.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await.unwrap();
+            if i % 10 < 2 {
+                let email = format!("{tag}{i}@tenant-{tag}.example");
+                runtime
+                    .call(&account, "create_profile", &json!({"email": email}))
+                    .await
+                    .map(|_| ())
+            } else {
+                runtime
+                    .call(&account, "list_lists", &json!({}))
+                    .await
+                    .map(|_| ())
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every call succeeds");
+    }
+    assert_eq!(emulator.request_count("pk_tenant_a_7d2e"), 500);
+    assert_eq!(emulator.request_count("pk_tenant_b_91c0"), 500);
+    for (account, tag) in [(&a, "a"), (&b, "b")] {
+        let mut emails = Vec::new();
+        let mut cursor = serde_json::Value::Null;
+        loop {
+            let page = runtime
+                .call(
+                    account,
+                    "list_profiles",
+                    &json!({"limit": 100, "page_cursor": cursor}),
+                )
+                .await
+                .unwrap();
+            emails.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["email"].as_str().unwrap().to_string()),
+            );
+            cursor = page["next_cursor"].clone();
+            if cursor.is_null() {
+                break;
+            }
+        }
+        assert_eq!(emails.len(), 100, "tenant {tag} has its own 100 profiles");
+        assert!(
+            emails
+                .iter()
+                .all(|e| e.ends_with(&format!("@tenant-{tag}.example"))),
+            "tenant {tag}"
+        );
+    }
+}
