@@ -23,5 +23,8 @@ repeat
   cursor = page.next_cursor
 until cursor == nil
 
-print(string.format("list %s: %d profiles in %d pages", list.id, #emails, pages))
-return {list_id = list.id, count = #emails, pages = pages, emails = emails}
+-- get_list counts the members too (Klaviyo's `profile_count`).
+local counted = klaviyo.get_list({list_id = list.id}).profile_count
+
+print(string.format("list %s: %d profiles in %d pages (profile_count %d)", list.id, #emails, pages, counted))
+return {list_id = list.id, count = #emails, pages = pages, profile_count = counted, emails = emails}

@@ -40,6 +40,15 @@ pub fn id(field: &str, value: &str) -> Result<String, Error> {
             format!("{field} is too long to be a Klaviyo id (over 128 bytes)"),
         ));
     }
+    // RFC 3986 §5.2.4: `.` and `..` segments are removed when a URL is normalised, and
+    // percent-encoding leaves them as they are (they are unreserved), so a proxy would send
+    // `/api/lists/../profiles` somewhere else. No Klaviyo id is a dot segment.
+    if value == "." || value == ".." {
+        return Err(invalid(
+            field,
+            format!("{field} must be a Klaviyo id, not the path segment `{value}`"),
+        ));
+    }
     Ok(value)
 }
 
@@ -228,17 +237,33 @@ fn kind(v: &Value) -> &'static str {
 /// "default 20").
 pub const DEFAULT_LIMIT: u32 = 20;
 
-/// A page size within the endpoint's `page[size]` range (they differ per endpoint; the
-/// OpenAPI slices give minimum and maximum, `klaviyo_spec` holds them).
-pub fn limit(value: Option<u32>, page: PageSize) -> Result<u32, Error> {
-    let max = page.max;
+/// The largest `limit` of every list function (the reference's "max 100"), unless the
+/// endpoint's own `page[size]` allows more (events: 1000).
+pub const MAX_LIMIT: u32 = 100;
+
+/// How many items the caller wants: 1 to 100, or to the endpoint's largest `page[size]` when
+/// that is larger; default 20. Not a page size: pages smaller than this are followed
+/// (see [`crate::paging`]), so no `page[size]` ever goes out of the endpoint's range.
+pub fn limit(value: Option<u32>, page: PageSize) -> Result<usize, Error> {
+    let max = page.max.max(MAX_LIMIT);
     match value {
-        None => Ok(DEFAULT_LIMIT.min(max)),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
+        None => Ok(DEFAULT_LIMIT as usize),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
         Some(n) => Err(invalid(
             "limit",
-            format!("limit must be between 1 and {max} for this endpoint, got {n}"),
+            format!("limit must be between 1 and {max}, got {n}"),
         )),
+    }
+}
+
+/// An optional text argument: when given, not blank. Returns it trimmed.
+pub fn optional(field: &str, value: Option<&str>) -> Result<Option<String>, Error> {
+    match value.map(str::trim) {
+        Some("") => Err(invalid(
+            field,
+            format!("{field} must not be empty; leave it out instead"),
+        )),
+        other => Ok(other.map(str::to_owned)),
     }
 }
 
@@ -330,12 +355,15 @@ mod tests {
     }
 
     #[test]
-    fn limits_follow_the_endpoint_range() {
-        use klaviyo_spec::{EVENTS_PAGE, LISTS_PAGE, PROFILES_PAGE};
-        assert_eq!(limit(None, LISTS_PAGE).unwrap(), 10);
+    fn limits_are_item_counts_not_page_sizes() {
+        use klaviyo_spec::{EVENTS_PAGE, FLOWS_PAGE, LISTS_PAGE, PROFILES_PAGE};
+        assert_eq!(limit(None, LISTS_PAGE).unwrap(), 20);
         assert_eq!(limit(None, PROFILES_PAGE).unwrap(), 20);
+        assert_eq!(limit(Some(100), LISTS_PAGE).unwrap(), 100);
+        assert_eq!(limit(Some(100), FLOWS_PAGE).unwrap(), 100);
         assert_eq!(limit(Some(1000), EVENTS_PAGE).unwrap(), 1000);
         assert!(limit(Some(0), PROFILES_PAGE).is_err());
-        assert!(limit(Some(11), LISTS_PAGE).is_err());
+        assert!(limit(Some(101), LISTS_PAGE).is_err());
+        assert!(limit(Some(1001), EVENTS_PAGE).is_err());
     }
 }

@@ -6,7 +6,16 @@ use crate::http::{self, Request, Verb};
 use crate::jsonapi::{self, Resource};
 use crate::{
     CreateEventArgs, Error, Event, EventAccepted, EventPage, GetEventArgs, ListEventsArgs, args,
+    paging,
 };
+
+/// Ask for the event's metric in `included` (get_event and get_events allow
+/// `include=metric`), with only the `name` attribute (`fields[metric]`): the metric name is
+/// what callers know an event by.
+fn with_metric(req: Request) -> Request {
+    req.param("include", "metric")
+        .param("fields[metric]", "name")
+}
 
 fn to_event(r: Resource) -> Event {
     // Create sends `value`; reads return it as `event_properties.$value`.
@@ -15,6 +24,7 @@ fn to_event(r: Resource) -> Event {
         .ok()
         .and_then(|p| p.get("$value").and_then(jsonapi::number));
     Event {
+        metric_name: r.related_text("metric", "name"),
         metric_id: r.related_id("metric"),
         profile_id: r.related_id("profile"),
         datetime: r.text("datetime"),
@@ -74,27 +84,20 @@ pub fn create(a: CreateEventArgs) -> Result<EventAccepted, Error> {
 /// `get-event`.
 pub fn get(a: GetEventArgs) -> Result<Event, Error> {
     let id = args::id("event_id", &a.event_id)?;
-    Ok(to_event(jsonapi::one(http::send(&Request::get(
-        format!("/api/events/{}", http::encode(&id)),
-    ))?)?))
+    let req = with_metric(Request::get(format!("/api/events/{}", http::encode(&id))));
+    Ok(to_event(jsonapi::one(http::send(&req)?)?))
 }
 
-/// `list-events`.
+/// `list-events`: get_events pages hold up to 1000, so `limit` (at most 1000) is one page.
 pub fn list(a: ListEventsArgs) -> Result<EventPage, Error> {
-    let size = args::limit(a.limit, klaviyo_spec::EVENTS_PAGE)?;
-    let filter = a
-        .filter
-        .as_deref()
-        .map(|f| args::required("filter", f))
-        .transpose()?;
+    let page = klaviyo_spec::EVENTS_PAGE;
+    let limit = args::limit(a.limit, page)?;
+    let filter = args::optional("filter", a.filter.as_deref())?;
     if let Some(f) = &filter {
         check_filter_shape(f)?;
     }
-    let req = Request::get("/api/events".into())
-        .param_opt("filter", filter)
-        .param("page[size]", size.to_string())
-        .param_opt("page[cursor]", args::cursor(a.page_cursor)?);
-    let (items, next_cursor) = jsonapi::page(http::send(&req)?)?;
+    let base = with_metric(Request::get("/api/events".into())).param_opt("filter", filter);
+    let (items, next_cursor) = paging::collect(&base, limit, page.max, a.page_cursor)?;
     let items = items.into_iter().map(to_event).collect();
     Ok(EventPage { items, next_cursor })
 }

@@ -2,7 +2,7 @@
 
 use crate::http::{self, Request};
 use crate::jsonapi::{self, Resource};
-use crate::{Error, Flow, FlowPage, GetFlowArgs, ListFlowsArgs, args};
+use crate::{Error, Flow, FlowPage, GetFlowArgs, ListFlowsArgs, args, paging};
 
 fn to_flow(r: Resource) -> Flow {
     Flow {
@@ -16,13 +16,12 @@ fn to_flow(r: Resource) -> Flow {
     }
 }
 
-/// `list-flows`.
+/// `list-flows`: pages of at most 50 (get_flows `page[size]` maximum), followed to `limit`.
 pub fn list(a: ListFlowsArgs) -> Result<FlowPage, Error> {
-    let size = args::limit(a.limit, klaviyo_spec::FLOWS_PAGE)?;
-    let req = Request::get("/api/flows".into())
-        .param("page[size]", size.to_string())
-        .param_opt("page[cursor]", args::cursor(a.page_cursor)?);
-    let (items, next_cursor) = jsonapi::page(http::send(&req)?)?;
+    let page = klaviyo_spec::FLOWS_PAGE;
+    let limit = args::limit(a.limit, page)?;
+    let base = Request::get("/api/flows".into());
+    let (items, next_cursor) = paging::collect(&base, limit, page.max, a.page_cursor)?;
     let items = items.into_iter().map(to_flow).collect();
     Ok(FlowPage { items, next_cursor })
 }

@@ -10,25 +10,25 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions,
 };
 use wasip2::io::streams::StreamError;
 
 use crate::error::{first_error, kind_for_status, text_of};
+use crate::target::Target;
 use crate::{Error, ErrorKind};
 
 /// The API revision every request pins (Klaviyo's required `revision` header). The vendored
 /// OpenAPI slices and the emulator are of this revision.
 pub use klaviyo_spec::REVISION;
 
-/// The only host the guest ever addresses (over https). The host routes it to the account's
-/// base URL and adds the credentials; see the WIT package docs for that contract.
-pub use klaviyo_spec::ORIGIN_HOST as AUTHORITY;
-
 /// Timeouts asked of the host per attempt (it may clamp them further).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who is calling, on every request (Klaviyo's SDKs identify themselves the same way).
+const USER_AGENT: &str = concat!("kosmo-klaviyo/", env!("CARGO_PKG_VERSION"));
 
 /// JSON:API media type (Klaviyo specs from 2024-10-15 on declare only this one).
 const JSON_API: &str = "application/vnd.api+json";
@@ -187,7 +187,8 @@ enum Attempt {
 /// Send `req`, retrying what is worth retrying, and return the 2xx reply or the error that
 /// keeps what Klaviyo said.
 pub fn send(req: &Request) -> Result<Reply, Error> {
-    let url = req.path_and_query();
+    let target = Target::from_environment()?;
+    let url = format!("{}{}", target.prefix, req.path_and_query());
     let body = match &req.body {
         Some(b) => Some(b.to_string().into_bytes()),
         None => None,
@@ -196,7 +197,7 @@ pub fn send(req: &Request) -> Result<Reply, Error> {
     let mut attempt: u8 = 0;
     loop {
         attempt += 1;
-        let outcome = send_once(req.verb, &url, body.as_deref());
+        let outcome = send_once(&target, req.verb, &url, body.as_deref());
         let (retryable, retry_after) = match &outcome {
             // Klaviyo SDKs retry 429, 503, 504 and 524 only: 500 and 502 are not retried
             // (klaviyo-api-python#28), and no other 4xx will change by repeating it.
@@ -260,21 +261,31 @@ fn failed(kind: ErrorKind, message: impl Into<String>) -> Attempt {
 }
 
 /// One request and its whole response, through `wasi:http/outgoing-handler`.
-fn send_once(verb: Verb, path_and_query: &str, body: Option<&[u8]>) -> Attempt {
+fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u8]>) -> Attempt {
     let mut entries: Vec<(String, Vec<u8>)> = vec![
         ("accept".into(), JSON_API.into()),
         ("revision".into(), REVISION.into()),
+        ("user-agent".into(), USER_AGENT.into()),
     ];
-    if body.is_some() {
+    if let Some(bytes) = body {
         entries.push(("content-type".into(), JSON_API.into()));
+        // A declared length: without it wasi-http hosts send the body chunked, which strict
+        // proxies and WAFs refuse (Klaviyo's SDKs always send Content-Length).
+        entries.push((
+            "content-length".into(),
+            bytes.len().to_string().into_bytes(),
+        ));
+    }
+    if let Some(credentials) = &target.authorization {
+        entries.push(("authorization".into(), credentials.clone().into_bytes()));
     }
     let Ok(headers) = Fields::from_list(&entries) else {
         return failed(ErrorKind::Transport, "the host refused the request headers");
     };
     let request = OutgoingRequest::new(headers);
     let set = request.set_method(&verb.method()).is_ok()
-        && request.set_scheme(Some(&Scheme::Https)).is_ok()
-        && request.set_authority(Some(AUTHORITY)).is_ok()
+        && request.set_scheme(Some(&target.scheme)).is_ok()
+        && request.set_authority(Some(&target.authority)).is_ok()
         && request.set_path_with_query(Some(path_and_query)).is_ok();
     if !set {
         return failed(ErrorKind::Transport, "the host refused the request line");

@@ -18,7 +18,8 @@ pub struct Resource {
 }
 
 impl Resource {
-    fn from_value(mut v: Value) -> Result<Self, Error> {
+    /// Read a resource object.
+    pub fn from_value(mut v: Value) -> Result<Self, Error> {
         let id = match v.get("id") {
             Some(Value::String(s)) => s.clone(),
             _ => return Err(bad_shape("a resource without a string `id`")),
@@ -73,6 +74,18 @@ impl Resource {
         }
     }
 
+    /// A text attribute of the related resource `relationships.<name>.data`, when the
+    /// response included it (`include=<name>`; see [`document`]).
+    pub fn related_text(&self, name: &str, key: &str) -> Option<String> {
+        self.relationships
+            .get(name)?
+            .get("data")?
+            .get("attributes")?
+            .get(key)?
+            .as_str()
+            .map(str::to_owned)
+    }
+
     /// `relationships.<name>.data.id`, e.g. the profile an event belongs to.
     pub fn related_id(&self, name: &str) -> Option<String> {
         self.relationships
@@ -102,25 +115,56 @@ fn bad_shape(what: &str) -> Error {
     )
 }
 
-/// Parse a single-resource reply (`{"data": {...}}`).
-pub fn one(reply: Reply) -> Result<Resource, Error> {
-    let mut doc: Value = reply.json()?;
-    match doc.get_mut("data").map(Value::take) {
-        Some(data @ Value::Object(_)) => Resource::from_value(data),
-        _ => Err(bad_shape("no `data` object")),
-    }
-}
-
-/// Parse a collection reply (`{"data": [...], "links": {"next": ...}}`) into its resources and
-/// the decoded cursor of the next page (none when `links.next` is absent or null).
-pub fn page(reply: Reply) -> Result<(Vec<Resource>, Option<String>), Error> {
+/// Split a reply into its `data` and the decoded cursor of `links.next` (none when absent or
+/// null). The resources of a compound document's `included` array (asked for with
+/// `include=`) are put where `data` links to them: the attributes of the included resource
+/// that `relationships.<name>.data` names (by `type` and `id`) become that linkage's
+/// `attributes`, read with [`Resource::related_text`].
+fn document(reply: Reply) -> Result<(Value, Option<String>), Error> {
     let mut doc: Value = reply.json()?;
     let next = http::next_cursor(
         doc.get("links")
             .and_then(|l| l.get("next"))
             .and_then(Value::as_str),
     );
-    let Some(Value::Array(items)) = doc.get_mut("data").map(Value::take) else {
+    let mut data = doc.get_mut("data").map(Value::take).unwrap_or(Value::Null);
+    if let Some(Value::Array(included)) = doc.get("included") {
+        let resources = match &mut data {
+            Value::Array(items) => items.iter_mut().collect(),
+            one => vec![one],
+        };
+        for resource in resources {
+            let Some(Value::Object(rels)) = resource.get_mut("relationships") else {
+                continue;
+            };
+            for rel in rels.values_mut() {
+                let Some(linkage @ Value::Object(_)) = rel.get_mut("data") else {
+                    continue;
+                };
+                let found = included.iter().find(|i| {
+                    i.get("type") == linkage.get("type") && i.get("id") == linkage.get("id")
+                });
+                if let Some(attributes) = found.and_then(|i| i.get("attributes")) {
+                    linkage["attributes"] = attributes.clone();
+                }
+            }
+        }
+    }
+    Ok((data, next))
+}
+
+/// Parse a single-resource reply (`{"data": {...}}`).
+pub fn one(reply: Reply) -> Result<Resource, Error> {
+    match document(reply)?.0 {
+        data @ Value::Object(_) => Resource::from_value(data),
+        _ => Err(bad_shape("no `data` object")),
+    }
+}
+
+/// Parse a collection reply (`{"data": [...], "links": {"next": ...}}`) into its resources
+/// and the decoded cursor of the next page.
+pub fn page(reply: Reply) -> Result<(Vec<Resource>, Option<String>), Error> {
+    let (Value::Array(items), next) = document(reply)? else {
         return Err(bad_shape("no `data` array"));
     };
     let items = items
@@ -128,4 +172,45 @@ pub fn page(reply: Reply) -> Result<(Vec<Resource>, Option<String>), Error> {
         .map(Resource::from_value)
         .collect::<Result<Vec<_>, _>>()?;
     Ok((items, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(body: &str) -> Reply {
+        Reply {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn included_resources_are_read_through_relationships() {
+        let doc = r#"{"data": [
+              {"type": "event", "id": "E1", "attributes": {},
+               "relationships": {"metric": {"data": {"type": "metric", "id": "M1"}},
+                                 "profile": {"data": {"type": "profile", "id": "M1"}}}},
+              {"type": "event", "id": "E2", "attributes": {},
+               "relationships": {"metric": {"data": {"type": "metric", "id": "M9"}}}}],
+            "included": [{"type": "metric", "id": "M1", "attributes": {"name": "Placed Order"}}],
+            "links": {"next": "https://a.klaviyo.com/api/events?page%5Bcursor%5D=abc"}}"#;
+        let (items, next) = page(reply(doc)).unwrap();
+        assert_eq!(next.as_deref(), Some("abc"));
+        assert_eq!(
+            items[0].related_text("metric", "name").as_deref(),
+            Some("Placed Order")
+        );
+        // Matched by type and id both; an unincluded one has no attributes.
+        assert_eq!(items[0].related_text("profile", "name"), None);
+        assert_eq!(items[1].related_text("metric", "name"), None);
+        assert_eq!(items[1].related_id("metric").as_deref(), Some("M9"));
+        let one_doc = r#"{"data": {"type": "event", "id": "E1",
+              "relationships": {"metric": {"data": {"type": "metric", "id": "M1"}}}},
+            "included": [{"type": "metric", "id": "M1", "attributes": {"name": "Viewed"}}]}"#;
+        let e = one(reply(one_doc)).unwrap();
+        assert_eq!(e.related_text("metric", "name").as_deref(), Some("Viewed"));
+        assert!(one(reply(r#"{"data": []}"#)).is_err());
+        assert!(page(reply(r#"{"data": {}}"#)).is_err());
+    }
 }

@@ -6,10 +6,14 @@
 //! - [`http`]: requests, the pinned `revision`, retries with backoff, error mapping, cursors;
 //! - [`jsonapi`]: the response and error envelopes every resource shares;
 //! - [`args`]: argument checks, run before any request;
+//! - [`paging`]: `limit` items across Klaviyo's pages, and the cursors that resume them;
+//! - [`target`]: where requests go and with which credentials (egress injection by the host,
+//!   or `KLAVIYO_API_KEY` / `KLAVIYO_BASE_URL` from the environment);
 //! - one module per Klaviyo resource: [`profiles`], [`lists`], [`subscriptions`], [`events`],
-//!   [`flows`], [`campaigns`].
+//!   [`metrics`], [`flows`], [`campaigns`].
 //!
-//! The component never sees an API key: the host adds `Authorization` at egress.
+//! In kosmo the component never sees an API key: the host adds `Authorization` at egress. In
+//! hosts that configure components through the environment, it reads the key from there.
 
 #![deny(missing_docs)]
 
@@ -27,8 +31,11 @@ pub mod flows;
 pub mod http;
 pub mod jsonapi;
 pub mod lists;
+pub mod metrics;
+pub mod paging;
 pub mod profiles;
 pub mod subscriptions;
+pub mod target;
 
 pub use bindings::exports::kosmo::klaviyo::klaviyo::*;
 
@@ -80,6 +87,9 @@ impl Guest for Plugin {
     }
     fn list_campaigns(args: ListCampaignsArgs) -> Result<CampaignPage, Error> {
         campaigns::list(args)
+    }
+    fn list_metrics(args: ListMetricsArgs) -> Result<MetricPage, Error> {
+        metrics::list(args)
     }
 }
 

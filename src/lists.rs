@@ -7,7 +7,7 @@ use crate::http::{self, Request, Verb};
 use crate::jsonapi::{self, Resource};
 use crate::{
     CreateListArgs, Error, GetListArgs, ListListProfilesArgs, ListListsArgs, MailingList,
-    MailingListPage, ProfilePage, args, profiles,
+    MailingListPage, ProfilePage, args, paging, profiles,
 };
 
 fn to_list(r: Resource) -> MailingList {
@@ -16,17 +16,20 @@ fn to_list(r: Resource) -> MailingList {
         created: r.text("created"),
         updated: r.text("updated"),
         opt_in_process: r.text("opt_in_process"),
+        // Present only when asked for with `additional-fields[list]=profile_count`.
+        profile_count: r
+            .integer("profile_count")
+            .and_then(|n| u32::try_from(n).ok()),
         id: r.id,
     }
 }
 
-/// `list-lists`.
+/// `list-lists`: pages of at most 10 (get_lists `page[size]` maximum), followed to `limit`.
 pub fn list(a: ListListsArgs) -> Result<MailingListPage, Error> {
-    let size = args::limit(a.limit, klaviyo_spec::LISTS_PAGE)?;
-    let req = Request::get("/api/lists".into())
-        .param("page[size]", size.to_string())
-        .param_opt("page[cursor]", args::cursor(a.page_cursor)?);
-    let (items, next_cursor) = jsonapi::page(http::send(&req)?)?;
+    let page = klaviyo_spec::LISTS_PAGE;
+    let limit = args::limit(a.limit, page)?;
+    let base = Request::get("/api/lists".into());
+    let (items, next_cursor) = paging::collect(&base, limit, page.max, a.page_cursor)?;
     let items = items.into_iter().map(to_list).collect();
     Ok(MailingListPage { items, next_cursor })
 }
@@ -42,22 +45,22 @@ pub fn create(a: CreateListArgs) -> Result<MailingList, Error> {
     ))?)?))
 }
 
-/// `get-list`.
+/// `get-list`, with the member count: `profile_count` is an additional field of get_list,
+/// returned only when requested with `additional-fields[list]=profile_count`.
 pub fn get(a: GetListArgs) -> Result<MailingList, Error> {
     let id = args::id("list_id", &a.list_id)?;
-    Ok(to_list(jsonapi::one(http::send(&Request::get(format!(
-        "/api/lists/{}",
-        http::encode(&id)
-    )))?)?))
+    let req = Request::get(format!("/api/lists/{}", http::encode(&id)))
+        .param("additional-fields[list]", "profile_count");
+    Ok(to_list(jsonapi::one(http::send(&req)?)?))
 }
 
 /// `list-list-profiles`.
 pub fn profiles(a: ListListProfilesArgs) -> Result<ProfilePage, Error> {
     let id = args::id("list_id", &a.list_id)?;
-    let size = args::limit(a.limit, klaviyo_spec::LIST_PROFILES_PAGE)?;
     profiles::page(
-        Request::get(format!("/api/lists/{}/profiles", http::encode(&id)))
-            .param("page[size]", size.to_string())
-            .param_opt("page[cursor]", args::cursor(a.page_cursor)?),
+        Request::get(format!("/api/lists/{}/profiles", http::encode(&id))),
+        klaviyo_spec::LIST_PROFILES_PAGE,
+        a.limit,
+        a.page_cursor,
     )
 }

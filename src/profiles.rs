@@ -5,9 +5,11 @@ use serde_json::{Map, Value, json};
 
 use crate::http::{self, Request, Verb};
 use crate::jsonapi::{self, Resource};
+use klaviyo_spec::PageSize;
+
 use crate::{
     CreateProfileArgs, Error, GetProfileArgs, ListProfilesArgs, Location, Profile, ProfilePage,
-    UpdateProfileArgs, args,
+    UpdateProfileArgs, args, paging,
 };
 
 /// Map a profile resource (ProfileResponseObjectResource, or ListMemberResponseObjectResource
@@ -49,9 +51,16 @@ pub fn to_profile(mut r: Resource) -> Profile {
     }
 }
 
-/// Fetch one page of profiles from a collection endpoint.
-pub fn page(req: Request) -> Result<ProfilePage, Error> {
-    let (items, next_cursor) = jsonapi::page(http::send(&req)?)?;
+/// `limit` profiles from a collection endpoint (`base` without page parameters) whose
+/// `page[size]` range is `page`.
+pub fn page(
+    base: Request,
+    page: PageSize,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> Result<ProfilePage, Error> {
+    let limit = args::limit(limit, page)?;
+    let (items, next_cursor) = paging::collect(&base, limit, page.max, cursor)?;
     let items = items.into_iter().map(to_profile).collect();
     Ok(ProfilePage { items, next_cursor })
 }
@@ -59,12 +68,25 @@ pub fn page(req: Request) -> Result<ProfilePage, Error> {
 /// `create-profile`.
 pub fn create(a: CreateProfileArgs) -> Result<Profile, Error> {
     let mut attributes = Map::new();
-    attributes.insert("email".into(), args::email("email", &a.email)?.into());
+    if let Some(e) = &a.email {
+        attributes.insert("email".into(), args::email("email", e)?.into());
+    }
     if let Some(p) = &a.phone_number {
         attributes.insert(
             "phone_number".into(),
             args::phone("phone_number", p)?.into(),
         );
+    }
+    if let Some(x) = args::optional("external_id", a.external_id.as_deref())? {
+        attributes.insert("external_id".into(), x.into());
+    }
+    // Klaviyo creates a profile only with an identifier: email, phone_number or external_id
+    // (a 400 otherwise); say so before sending.
+    if attributes.is_empty() {
+        return Err(args::invalid(
+            "email",
+            "create_profile needs at least one identifier: email, phone_number or external_id",
+        ));
     }
     if let Some(n) = &a.first_name {
         attributes.insert("first_name".into(), n.clone().into());
@@ -138,11 +160,10 @@ pub fn update(a: UpdateProfileArgs) -> Result<Profile, Error> {
 
 /// `list-profiles`.
 pub fn list(a: ListProfilesArgs) -> Result<ProfilePage, Error> {
-    let size = args::limit(a.limit, klaviyo_spec::PROFILES_PAGE)?;
-    let cursor = args::cursor(a.page_cursor)?;
     page(
-        Request::get("/api/profiles".into())
-            .param("page[size]", size.to_string())
-            .param_opt("page[cursor]", cursor),
+        Request::get("/api/profiles".into()),
+        klaviyo_spec::PROFILES_PAGE,
+        a.limit,
+        a.page_cursor,
     )
 }

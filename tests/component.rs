@@ -60,12 +60,34 @@ impl Harness {
         self.emulator.request_count(&self.key)
     }
 
-    /// Every request so far validated against the OpenAPI slices and carried the pinned
-    /// revision, our media type and credentials.
+    /// Every request so far was validated against the OpenAPI slices (a fault-answered one
+    /// excepted), passed, and carried the pinned revision, our media type, our User-Agent,
+    /// credentials, and a Content-Length with any body.
     fn assert_spec_clean(&self) {
         let requests = self.emulator.requests(&self.key);
         assert!(!requests.is_empty());
         for r in &requests {
+            assert!(
+                r.validated || r.fault.is_some(),
+                "{} {} was not checked against the spec",
+                r.method,
+                r.path
+            );
+            if r.body.is_some() {
+                assert!(
+                    r.header("content-length").is_some(),
+                    "{} {} sent its body without Content-Length",
+                    r.method,
+                    r.path
+                );
+            }
+            assert!(
+                r.header("user-agent")
+                    .is_some_and(|ua| ua.starts_with("kosmo-klaviyo/")),
+                "{} {} has no kosmo User-Agent",
+                r.method,
+                r.path
+            );
             assert!(
                 r.violations.is_empty(),
                 "{} {} violated the spec: {:?}",
@@ -188,10 +210,10 @@ async fn every_function_against_the_emulator() {
     let list = h.ok("create_list", json!({"name": "Newsletter"})).await;
     let list_id = list["id"].as_str().unwrap().to_string();
     assert_eq!(list["name"], "Newsletter");
-    assert_eq!(
-        h.ok("get_list", json!({"list_id": list_id})).await["name"],
-        "Newsletter"
-    );
+    assert!(list["profile_count"].is_null(), "only get_list counts");
+    let got = h.ok("get_list", json!({"list_id": list_id})).await;
+    assert_eq!(got["name"], "Newsletter");
+    assert_eq!(got["profile_count"], 0);
     let lists = h.ok("list_lists", json!({})).await;
     assert!(
         lists["items"]
@@ -223,6 +245,10 @@ async fn every_function_against_the_emulator() {
     let members = members["items"].as_array().unwrap();
     assert_eq!(members.len(), 2);
     assert!(members.iter().all(|m| m["joined_group_at"].is_string()));
+    assert_eq!(
+        h.ok("get_list", json!({"list_id": list_id})).await["profile_count"],
+        2
+    );
 
     let accepted = h
         .ok("create_event", json!({"profile_id": id, "event_name": "Placed Order", "value": 42.5, "properties": {"order_id": "A1"}, "time": "2024-05-01T12:00:00Z"}))
@@ -254,8 +280,10 @@ async fn every_function_against_the_emulator() {
         *"2024-05-01T12:00:00"
     );
     let metric = order["metric_id"].as_str().unwrap().to_string();
+    assert_eq!(order["metric_name"], "Placed Order");
     let one = h.ok("get_event", json!({"event_id": order["id"]})).await;
     assert_eq!(one["metric_id"], metric.as_str());
+    assert_eq!(one["metric_name"], "Placed Order");
     assert_eq!(one["timestamp"], 1_714_564_800);
     let by_metric = h
         .ok("list_events", json!({"filter": format!("and(equals(metric_id,\"{metric}\"),greater-or-equal(datetime,2024-01-01T00:00:00Z))")}))
@@ -270,7 +298,18 @@ async fn every_function_against_the_emulator() {
     let got = h.ok("get_flow", json!({"flow_id": flow["id"]})).await;
     assert_eq!(got["name"], flow["name"]);
 
-    let email_campaigns = h.ok("list_campaigns", json!({})).await;
+    let both = h.ok("list_campaigns", json!({})).await;
+    let channels: Vec<&str> = both["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["channel"].as_str().unwrap())
+        .collect();
+    assert!(
+        channels.contains(&"email") && channels.contains(&"sms"),
+        "{channels:?}"
+    );
+    let email_campaigns = h.ok("list_campaigns", json!({"channel": "email"})).await;
     let sms_campaigns = h.ok("list_campaigns", json!({"channel": "sms"})).await;
     let push = h
         .ok("list_campaigns", json!({"channel": "mobile_push"}))
@@ -302,7 +341,11 @@ async fn every_function_against_the_emulator() {
         .iter()
         .filter(|r| r.operation.as_deref() == Some("get_campaigns"))
         .collect();
-    assert_eq!(campaigns.len(), 3);
+    assert_eq!(
+        campaigns.len(),
+        5,
+        "both channels, then one request per channel"
+    );
     let filters: Vec<_> = campaigns
         .iter()
         .map(|r| {
@@ -316,6 +359,8 @@ async fn every_function_against_the_emulator() {
     assert_eq!(
         filters,
         [
+            "equals(messages.channel,'email')",
+            "equals(messages.channel,'sms')",
             "equals(messages.channel,'email')",
             "equals(messages.channel,'sms')",
             "equals(messages.channel,'mobile_push')"
@@ -390,20 +435,33 @@ async fn pagination_is_walked_to_the_end() {
             assert!(seen.contains(id), "{function}");
         }
     }
-    // Flows walked with the smallest page size.
-    let mut flows = 0;
+    // Flows walked 7 at a time reach the same flows as one call for 100.
+    let mut flows = Vec::new();
     let mut cursor = Value::Null;
     loop {
         let page = h
-            .ok("list_flows", json!({"limit": 1, "page_cursor": cursor}))
+            .ok("list_flows", json!({"limit": 7, "page_cursor": cursor}))
             .await;
-        flows += page["items"].as_array().unwrap().len();
+        flows.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["id"].clone()),
+        );
         cursor = page["next_cursor"].clone();
         if cursor.is_null() {
             break;
         }
     }
-    assert!(flows >= 2);
+    let all = h.ok("list_flows", json!({"limit": 100})).await;
+    let all: Vec<Value> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].clone())
+        .collect();
+    assert_eq!(flows, all);
     let sent_sizes: Vec<String> = h
         .emulator
         .requests(&h.key)
@@ -457,6 +515,12 @@ async fn bad_input_is_refused_before_any_request() {
     let h = Harness::new("pk_bad_input").await;
     let cases: Vec<(&str, Value, &str)> = vec![
         ("create_profile", json!({}), "email"),
+        (
+            "create_profile",
+            json!({"first_name": "Ada", "properties": {"plan": "pro"}}),
+            "email",
+        ),
+        ("create_profile", json!({"external_id": " "}), "external_id"),
         ("create_profile", json!({"email": "not-an-email"}), "email"),
         (
             "create_profile",
@@ -483,6 +547,14 @@ async fn bad_input_is_refused_before_any_request() {
         ("get_profile", json!({"profile_id": ""}), "profile_id"),
         ("get_profile", json!({"profile_id": "  "}), "profile_id"),
         ("get_profile", json!({"profile_id": "a\nb"}), "profile_id"),
+        // Dot segments would be normalised away by a proxy (RFC 3986 §5.2.4).
+        ("get_list", json!({"list_id": ".."}), "list_id"),
+        ("get_profile", json!({"profile_id": "."}), "profile_id"),
+        (
+            "update_profile",
+            json!({"profile_id": "..", "last_name": "X"}),
+            "profile_id",
+        ),
         ("update_profile", json!({"profile_id": "01H"}), "profile_id"),
         (
             "update_profile",
@@ -494,8 +566,36 @@ async fn bad_input_is_refused_before_any_request() {
         ("list_profiles", json!({"limit": 2.5}), "limit"),
         ("list_profiles", json!({"limit": -1}), "limit"),
         ("list_profiles", json!({"page_cursor": ""}), "page_cursor"),
-        ("list_lists", json!({"limit": 11}), "limit"),
-        ("list_flows", json!({"limit": 51}), "limit"),
+        ("list_lists", json!({"limit": 101}), "limit"),
+        ("list_flows", json!({"limit": 101}), "limit"),
+        ("list_flows", json!({"page_cursor": "~oops"}), "page_cursor"),
+        (
+            "list_lists",
+            json!({"page_cursor": "~1.a,2.b"}),
+            "page_cursor",
+        ),
+        // A merged (email and SMS) cursor does not continue one channel, nor the reverse.
+        (
+            "list_campaigns",
+            json!({"channel": "sms", "page_cursor": "~0.,3."}),
+            "page_cursor",
+        ),
+        (
+            "list_campaigns",
+            json!({"page_cursor": "bmV4dDo6aWQ6OjIw"}),
+            "page_cursor",
+        ),
+        (
+            "list_metrics",
+            json!({"integration_name": ""}),
+            "integration_name",
+        ),
+        (
+            "list_metrics",
+            json!({"integration_category": "API')"}),
+            "integration_category",
+        ),
+        ("list_metrics", json!({"page_cursor": " "}), "page_cursor"),
         ("list_events", json!({"limit": 1001}), "limit"),
         (
             "list_events",
@@ -743,4 +843,449 @@ async fn a_slow_response_times_out_and_the_next_call_works() {
         .call(&h.account, "list_lists", &json!({}))
         .await
         .expect("next call works");
+}
+
+/// The `page[size]` values sent for one operation, in order.
+fn sent_sizes(h: &Harness, operation: &str) -> Vec<u32> {
+    h.emulator
+        .requests(&h.key)
+        .iter()
+        .filter(|r| r.operation.as_deref() == Some(operation))
+        .map(|r| {
+            r.query
+                .iter()
+                .find(|(k, _)| k == "page[size]")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limit_counts_items_across_klaviyos_small_list_pages() {
+    let h = Harness::new("pk_limit_lists").await;
+    let mut created = Vec::new();
+    for i in 0..25 {
+        let l = h.ok("create_list", json!({"name": format!("L{i}")})).await;
+        created.push(l["id"].as_str().unwrap().to_string());
+    }
+    // get_lists pages hold at most 10: 50 wanted, all 25 given, following the cursors.
+    h.emulator.clear_requests(&h.key);
+    let page = h.ok("list_lists", json!({"limit": 50})).await;
+    assert_eq!(ids(&page), created);
+    assert!(page["next_cursor"].is_null());
+    assert_eq!(sent_sizes(&h, "get_lists"), [10, 10, 10]);
+
+    // The default is 20, with a cursor whose next page is the remaining 5.
+    h.emulator.clear_requests(&h.key);
+    let first = h.ok("list_lists", json!({})).await;
+    assert_eq!(ids(&first), created[..20]);
+    let cursor = first["next_cursor"].as_str().expect("a cursor").to_string();
+    let rest = h.ok("list_lists", json!({"page_cursor": cursor})).await;
+    assert_eq!(ids(&rest), created[20..]);
+    assert!(rest["next_cursor"].is_null());
+    assert_eq!(sent_sizes(&h, "get_lists"), [10, 10, 10]);
+
+    // The limit is not a page size: 100 is allowed for lists too.
+    let all = h.ok("list_lists", json!({"limit": 100})).await;
+    assert_eq!(ids(&all), created);
+    h.assert_spec_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_flows_follows_cursors_past_klaviyos_fifty() {
+    let h = Harness::new("pk_limit_flows").await;
+    // The emulator seeds more flows than one get_flows page (at most 50) holds.
+    let all = h.ok("list_flows", json!({"limit": 100})).await;
+    let every = ids(&all);
+    assert!(every.len() > 50, "{} flows", every.len());
+    assert!(every.len() < 100);
+    assert!(all["next_cursor"].is_null());
+    assert_eq!(sent_sizes(&h, "get_flows"), [50, 50]);
+    let mut sorted = every.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), every.len(), "no flow twice");
+
+    // 55 of them: a page of 50 and one of 5, then a cursor Klaviyo gave for the rest.
+    h.emulator.clear_requests(&h.key);
+    let first = h.ok("list_flows", json!({"limit": 55})).await;
+    assert_eq!(ids(&first), every[..55]);
+    assert_eq!(sent_sizes(&h, "get_flows"), [50, 5]);
+    let rest = h
+        .ok(
+            "list_flows",
+            json!({"limit": 100, "page_cursor": first["next_cursor"]}),
+        )
+        .await;
+    assert_eq!(ids(&rest), every[55..]);
+    assert!(rest["next_cursor"].is_null());
+    h.assert_spec_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_list_counts_its_members() {
+    let h = Harness::new("pk_profile_count").await;
+    let list = h.ok("create_list", json!({"name": "Counted"})).await;
+    assert_eq!(
+        h.ok("get_list", json!({"list_id": list["id"]})).await["profile_count"],
+        0
+    );
+    for who in ["count_a", "count_b"] {
+        h.ok(
+            "subscribe_profile",
+            json!({"list_id": list["id"], "email": unique(who)}),
+        )
+        .await;
+    }
+    let got = h.ok("get_list", json!({"list_id": list["id"]})).await;
+    assert_eq!(got["profile_count"], 2);
+    assert_eq!(got["name"], "Counted");
+    let requests = h.emulator.requests(&h.key);
+    let get = requests
+        .iter()
+        .rfind(|r| r.operation.as_deref() == Some("get_list"))
+        .unwrap();
+    assert!(
+        get.query
+            .contains(&("additional-fields[list]".into(), "profile_count".into())),
+        "{:?}",
+        get.query
+    );
+    h.assert_spec_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_carry_their_metric_name_and_metrics_filter_them() {
+    let h = Harness::new("pk_metric_names").await;
+    let p = h
+        .ok("create_profile", json!({"email": unique("orders")}))
+        .await;
+    for (name, value) in [
+        ("Placed Order", 10.0),
+        ("Viewed Product", 0.0),
+        ("Placed Order", 20.0),
+    ] {
+        h.ok(
+            "create_event",
+            json!({"profile_id": p["id"], "event_name": name, "value": value}),
+        )
+        .await;
+    }
+    let events = h.ok("list_events", json!({})).await;
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let named: Vec<&str> = items
+        .iter()
+        .map(|e| e["metric_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        named.iter().filter(|n| **n == "Placed Order").count(),
+        2,
+        "{named:?}"
+    );
+    let order = items
+        .iter()
+        .find(|e| e["metric_name"] == "Placed Order")
+        .unwrap();
+    let one = h.ok("get_event", json!({"event_id": order["id"]})).await;
+    assert_eq!(one["metric_name"], "Placed Order");
+
+    // list_metrics finds "Placed Order" beside Klaviyo's own metrics ...
+    let metrics = h.ok("list_metrics", json!({})).await;
+    assert!(metrics["next_cursor"].is_null());
+    let placed = metrics["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "Placed Order")
+        .expect("Placed Order is a metric")
+        .clone();
+    assert_eq!(placed["integration_name"], "API");
+    assert_eq!(placed["integration_category"], "API");
+    assert!(placed["created"].is_string() && placed["integration_id"].is_string());
+    // ... and its id filters list_events.
+    let filter = format!("equals(metric_id,\"{}\")", placed["id"].as_str().unwrap());
+    let orders = h.ok("list_events", json!({"filter": filter})).await;
+    let orders = orders["items"].as_array().unwrap();
+    assert_eq!(orders.len(), 2);
+    assert!(
+        orders
+            .iter()
+            .all(|e| e["metric_name"] == "Placed Order" && e["metric_id"] == placed["id"])
+    );
+
+    // The integration filters.
+    let api = h
+        .ok("list_metrics", json!({"integration_name": "API"}))
+        .await;
+    let mut names: Vec<&str> = api["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Placed Order", "Viewed Product"]);
+    let internal = h
+        .ok(
+            "list_metrics",
+            json!({"integration_category": "Internal", "integration_name": "Klaviyo"}),
+        )
+        .await;
+    let internal = internal["items"].as_array().unwrap();
+    assert!(!internal.is_empty());
+    assert!(
+        internal
+            .iter()
+            .all(|m| m["integration_category"] == "Internal")
+    );
+
+    h.assert_spec_clean();
+    let requests = h.emulator.requests(&h.key);
+    let metric_filters: Vec<String> = requests
+        .iter()
+        .filter(|r| r.operation.as_deref() == Some("get_metrics"))
+        .map(|r| {
+            r.query
+                .iter()
+                .find(|(k, _)| k == "filter")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        metric_filters,
+        [
+            "",
+            "equals(integration.name,\"API\")",
+            "and(equals(integration.name,\"Klaviyo\"),equals(integration.category,\"Internal\"))"
+        ]
+    );
+    let event_reads = requests
+        .iter()
+        .filter(|r| matches!(r.operation.as_deref(), Some("get_event" | "get_events")));
+    for r in event_reads {
+        assert!(
+            r.query.contains(&("include".into(), "metric".into())),
+            "{:?}",
+            r.query
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_campaigns_without_channel_merges_email_and_sms() {
+    let h = Harness::new("pk_campaigns_both").await;
+    let both = h.ok("list_campaigns", json!({"limit": 100})).await;
+    assert!(both["next_cursor"].is_null());
+    let items = both["items"].as_array().unwrap();
+    let email = h
+        .ok("list_campaigns", json!({"channel": "email", "limit": 100}))
+        .await;
+    let sms = h
+        .ok("list_campaigns", json!({"channel": "sms", "limit": 100}))
+        .await;
+    assert_eq!(
+        items.len(),
+        email["items"].as_array().unwrap().len() + sms["items"].as_array().unwrap().len()
+    );
+    for c in items {
+        let own = if c["channel"] == "email" {
+            &email
+        } else {
+            &sms
+        };
+        assert_eq!(
+            c["channel"].as_str().map(|c| c == "email" || c == "sms"),
+            Some(true)
+        );
+        assert!(
+            ids(own).contains(&c["id"].as_str().unwrap().to_string()),
+            "{c}"
+        );
+    }
+    // Newest first across both channels.
+    let created: Vec<&str> = items
+        .iter()
+        .map(|c| c["created_at"].as_str().unwrap())
+        .collect();
+    let mut sorted = created.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(created, sorted);
+    let channels: Vec<&str> = items
+        .iter()
+        .map(|c| c["channel"].as_str().unwrap())
+        .collect();
+    assert!(channels.windows(2).any(|w| w[0] != w[1]));
+
+    // Three at a time, the cursor resumes both streams exactly after the last item.
+    let mut walked = Vec::new();
+    let mut cursor = Value::Null;
+    let mut calls = 0;
+    loop {
+        let page = h
+            .ok("list_campaigns", json!({"limit": 3, "page_cursor": cursor}))
+            .await;
+        calls += 1;
+        walked.extend(ids(&page));
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(walked, ids(&both));
+    assert_eq!(calls, items.len().div_ceil(3));
+
+    // A merged cursor continues only a merged listing.
+    let first = h.ok("list_campaigns", json!({"limit": 2})).await;
+    let e = h
+        .err(
+            "list_campaigns",
+            json!({"channel": "email", "page_cursor": first["next_cursor"]}),
+        )
+        .await;
+    assert_eq!(
+        (e.code.as_str(), e.details["field"].as_str()),
+        ("invalid_argument", Some("page_cursor"))
+    );
+
+    h.assert_spec_clean();
+    // Each merged call asked both channels for no more than it could use, sorted by date.
+    for r in h
+        .emulator
+        .requests(&h.key)
+        .iter()
+        .filter(|r| r.query.iter().any(|(k, _)| k == "sort"))
+    {
+        assert!(r.query.contains(&("sort".into(), "-created_at".into())));
+        let size: u32 = r
+            .query
+            .iter()
+            .find(|(k, _)| k == "page[size]")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap();
+        assert!((1..=100).contains(&size));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn profiles_are_created_from_any_one_identifier() {
+    let h = Harness::new("pk_identifiers").await;
+    let phone = h
+        .ok("create_profile", json!({"phone_number": "+15005550199"}))
+        .await;
+    assert_eq!(phone["phone_number"], "+15005550199");
+    assert!(phone["email"].is_null());
+    assert_eq!(phone["id"].as_str().unwrap().len(), 26);
+    let external = h
+        .ok(
+            "create_profile",
+            json!({"external_id": "user-42", "first_name": "Grace"}),
+        )
+        .await;
+    assert_eq!(external["external_id"], "user-42");
+    assert_eq!(external["first_name"], "Grace");
+    assert!(external["email"].is_null() && external["phone_number"].is_null());
+    // The same external id again is Klaviyo's duplicate.
+    let e = h
+        .err("create_profile", json!({"external_id": "user-42"}))
+        .await;
+    assert_eq!(e.code, "duplicate_profile");
+    assert_eq!(e.details["duplicate_profile_id"], external["id"]);
+
+    let before = h.requests();
+    let e = h
+        .err("create_profile", json!({"last_name": "Hopper"}))
+        .await;
+    assert_eq!(e.code, "invalid_argument");
+    for field in ["email", "phone_number", "external_id"] {
+        assert!(e.message.contains(field), "{}", e.message);
+    }
+    assert_eq!(h.requests(), before, "refused before any request");
+    h.assert_spec_clean();
+}
+
+/// `assert_spec_clean` bites: an off-spec request (a page size out of range, sent around the
+/// component) is recorded as validated with a violation.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_spec_check_catches_an_off_spec_request() {
+    let h = Harness::new("pk_off_spec").await;
+    let url = format!("{}/api/lists/?page[size]=11", h.emulator.base_url());
+    let (host, path) = url
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once('/'))
+        .unwrap();
+    let request = format!(
+        "GET /{path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Klaviyo-API-Key pk_off_spec\r\n\
+         revision: {}\r\naccept: application/vnd.api+json\r\nconnection: close\r\n\r\n",
+        klaviyo_spec::REVISION
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let recorded = h.emulator.requests("pk_off_spec");
+    assert_eq!(recorded.len(), 1);
+    assert!(recorded[0].validated);
+    assert!(!recorded[0].violations.is_empty(), "{:?}", recorded[0]);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.assert_spec_clean()));
+    assert!(
+        caught.is_err(),
+        "assert_spec_clean must fail on an off-spec request"
+    );
+}
+
+/// The shipped component carries its name, version, description and license in top-level
+/// custom sections, where wasm tooling reads them.
+#[test]
+fn component_carries_its_metadata() {
+    fn leb(bytes: &[u8], at: &mut usize) -> usize {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let b = bytes[*at];
+            *at += 1;
+            n |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return n;
+            }
+            shift += 7;
+        }
+    }
+    let wasm = kosmo_runtime::COMPONENT;
+    assert_eq!(&wasm[..4], b"\0asm");
+    let mut sections = std::collections::HashMap::new();
+    let mut at = 8;
+    while at < wasm.len() {
+        let id = wasm[at];
+        at += 1;
+        let size = leb(wasm, &mut at);
+        let end = at + size;
+        if id == 0 {
+            let mut p = at;
+            let len = leb(wasm, &mut p);
+            let name = String::from_utf8_lossy(&wasm[p..p + len]).to_string();
+            sections.insert(name, wasm[p + len..end].to_vec());
+        }
+        at = end;
+    }
+    let text = |k: &str| String::from_utf8(sections.get(k).cloned().unwrap_or_default()).unwrap();
+    assert_eq!(text("version"), env!("CARGO_PKG_VERSION"));
+    assert_eq!(text("description"), env!("CARGO_PKG_DESCRIPTION"));
+    assert_eq!(text("licenses"), "MIT");
+    assert!(
+        text("component-name").ends_with("klaviyo"),
+        "{:?}",
+        sections.keys()
+    );
 }

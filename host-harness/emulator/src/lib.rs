@@ -74,6 +74,9 @@ pub struct EmulatorOptions {
     /// Serve HTTPS with this certificate instead of plain HTTP (for end-to-end TLS tests;
     /// the base URL is then `https://localhost:PORT`).
     pub tls: Option<TlsIdentity>,
+    /// Requests kept per key for inspection (the oldest go first); the count of requests
+    /// seen is kept regardless. Bounds the memory of a long-running emulator.
+    pub max_recorded_per_key: usize,
 }
 
 /// A server certificate chain and its private key, both PEM.
@@ -119,6 +122,7 @@ impl Default for EmulatorOptions {
             enforce_rate_limits: false,
             port: 0,
             tls: None,
+            max_recorded_per_key: 10_000,
         }
     }
 }
@@ -176,10 +180,40 @@ pub struct RecordedRequest {
     pub status: u16,
     /// The `operationId` the request matched, e.g. `get_profiles`.
     pub operation: Option<String>,
-    /// How the request departed from the spec; empty when it validated (or validation is off).
+    /// Whether the request was checked against its operation's OpenAPI slice (false when
+    /// validation is off, the route is unknown, or a fault answered first).
+    pub validated: bool,
+    /// How the request departed from the spec; empty when it validated or was not checked
+    /// (see `validated`).
     pub violations: Vec<String>,
     /// The injected fault that answered (or delayed) the request, if any.
     pub fault: Option<String>,
+}
+
+impl RecordedRequest {
+    /// The value of a header (names are lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The record as JSON (what `GET /_emulator/requests` answers).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "body": self.body,
+            "status": self.status,
+            "operation": self.operation,
+            "validated": self.validated,
+            "violations": self.violations,
+            "fault": self.fault,
+        })
+    }
 }
 
 impl Emulator {

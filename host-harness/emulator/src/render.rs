@@ -209,7 +209,8 @@ pub(crate) fn list(l: &List, urls: &Urls, profile_count: bool) -> Value {
     })
 }
 
-/// A metric resource (`MetricResponseObjectResource`).
+/// A metric resource (`MetricResponseObjectResource`; its `integration` is a free-form object,
+/// given as Klaviyo does: `object`, `id`, `name`, `category`).
 pub(crate) fn metric(m: &Metric, urls: &Urls) -> Value {
     json!({
         "type": "metric",
@@ -218,12 +219,11 @@ pub(crate) fn metric(m: &Metric, urls: &Urls) -> Value {
             "name": m.name,
             "created": format_iso(m.created),
             "updated": format_iso(m.updated),
-            // Metrics created through the Events API belong to the "API" integration.
             "integration": {
                 "object": "integration",
-                "id": "7FtS4J",
-                "name": m.service.as_deref().unwrap_or("API"),
-                "category": "API",
+                "id": m.integration.id,
+                "name": m.integration.name,
+                "category": m.integration.category,
             },
         },
         "relationships": urls.relationships("metrics", &m.id, &["flow-triggers"], &[]),

@@ -36,10 +36,17 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     pub accounts: Mutex<HashMap<String, Account>>,
     pub faults: FaultQueues,
-    /// Per key, `(sequence, request)` in arrival order.
-    records: Mutex<HashMap<String, Vec<(u64, RecordedRequest)>>>,
+    /// Per key, the requests kept for inspection in arrival order.
+    records: Mutex<HashMap<String, KeyLog>>,
     next_seq: AtomicU64,
     pub rates: RateLimiter,
+}
+
+/// One key's requests: how many came, and the latest ones.
+#[derive(Default)]
+struct KeyLog {
+    seen: usize,
+    kept: std::collections::VecDeque<(u64, RecordedRequest)>,
 }
 
 impl Shared {
@@ -55,17 +62,21 @@ impl Shared {
         }
     }
 
-    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, RecordedRequest)>>> {
+    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyLog>> {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Record a request on arrival (so records keep arrival order); returns its sequence.
     fn arrived(&self, key: &str, rec: &RecordedRequest) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.records()
-            .entry(key.to_string())
-            .or_default()
-            .push((seq, rec.clone()));
+        let cap = self.options.max_recorded_per_key.max(1);
+        let mut records = self.records();
+        let log = records.entry(key.to_string()).or_default();
+        log.seen += 1;
+        if log.kept.len() >= cap {
+            log.kept.pop_front();
+        }
+        log.kept.push_back((seq, rec.clone()));
         seq
     }
 
@@ -74,17 +85,17 @@ impl Shared {
         let mut records = self.records();
         let slot = records
             .get_mut(key)
-            .and_then(|list| list.iter_mut().rev().find(|(s, _)| *s == seq));
+            .and_then(|log| log.kept.iter_mut().rev().find(|(s, _)| *s == seq));
         if let Some((_, stored)) = slot {
             *stored = rec;
         }
     }
 
-    /// The recorded requests of a key.
+    /// The recorded requests of a key (at most `max_recorded_per_key`, the latest).
     pub fn requests(&self, key: &str) -> Vec<RecordedRequest> {
         self.records()
             .get(key)
-            .map(|list| list.iter().map(|(_, r)| r.clone()).collect())
+            .map(|log| log.kept.iter().map(|(_, r)| r.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -93,9 +104,9 @@ impl Shared {
         self.records().remove(key);
     }
 
-    /// How many requests a key has recorded.
+    /// How many requests a key has sent since it was last cleared.
     pub fn request_count(&self, key: &str) -> usize {
-        self.records().get(key).map_or(0, Vec::len)
+        self.records().get(key).map_or(0, |log| log.seen)
     }
 }
 
@@ -264,6 +275,32 @@ fn recorded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Where a client of a standalone emulator reads back what it sent under its key (outside
+/// Klaviyo's `/api/` namespace, so no real path is shadowed). Not recorded itself.
+pub(crate) const INSPECT_PATH: &str = "/_emulator/requests";
+
+/// `GET /_emulator/requests` with the key's `Authorization`: `{"count", "requests": [...]}`.
+fn inspect(shared: &Shared, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let body = match api_key(headers) {
+        Some(key) => serde_json::json!({
+            "count": shared.request_count(&key),
+            "requests": shared.requests(&key).iter().map(RecordedRequest::to_json).collect::<Vec<_>>(),
+        }),
+        None => serde_json::json!({"error": "send the key's Authorization: Klaviyo-API-Key <key>"}),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = if body.get("error").is_some() {
+        http::StatusCode::UNAUTHORIZED
+    } else {
+        http::StatusCode::OK
+    };
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// Serve one request (the `service_fn` body).
 async fn handle(
     shared: Arc<Shared>,
@@ -286,6 +323,9 @@ async fn handle(
     };
     let query = parse_query(parts.uri.query());
     let path = parts.uri.path().to_string();
+    if path == INSPECT_PATH && parts.method == Method::GET {
+        return Ok(inspect(&shared, &parts.headers));
+    }
     let body: Option<Result<Value, ()>> = if bytes.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -299,6 +339,7 @@ async fn handle(
         body: body.as_ref().and_then(|b| b.as_ref().ok().cloned()),
         status: 0,
         operation: None,
+        validated: false,
         violations: Vec::new(),
         fault: None,
     };
@@ -426,11 +467,21 @@ fn process(
             return Answer::error(vec![e], unrouted());
         }
     };
+    // get_list with `additional-fields[list]=profile_count` has its own, lower limits.
+    let additional = op.additional_rate.as_ref().filter(|r| {
+        req.query
+            .iter()
+            .any(|(k, v)| *k == r.param && v.split(',').any(|item| item.trim() == r.value))
+    });
+    let (bucket, burst, steady) = match additional {
+        Some(r) => (r.bucket, r.burst_per_sec, r.steady_per_min),
+        None => (op.id, op.burst_per_sec, op.steady_per_min),
+    };
     let rate = shared.rates.hit(
         key,
-        op.id,
-        op.burst_per_sec,
-        op.steady_per_min,
+        bucket,
+        burst,
+        steady,
         now,
         shared.options.enforce_rate_limits,
     );
@@ -446,6 +497,7 @@ fn process(
             body: req.body,
         };
         let violations = spec::validate(op, &view);
+        rec.validated = true;
         if !violations.is_empty() {
             rec.violations = violations.iter().map(|v| v.message.clone()).collect();
             let errors = violations

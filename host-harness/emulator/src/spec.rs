@@ -40,6 +40,7 @@ const SLICES: &[(&str, &str)] = &[
     ("get_flows", include_str!("../openapi/get_flows.json")),
     ("get_list", include_str!("../openapi/get_list.json")),
     ("get_lists", include_str!("../openapi/get_lists.json")),
+    ("get_metrics", include_str!("../openapi/get_metrics.json")),
     ("get_profile", include_str!("../openapi/get_profile.json")),
     ("get_profiles", include_str!("../openapi/get_profiles.json")),
     (
@@ -77,6 +78,19 @@ pub(crate) struct PageSpec {
     pub default: i64,
 }
 
+/// The rate limits of requests that ask for one additional field.
+#[derive(Debug)]
+pub(crate) struct AdditionalRate {
+    /// The parameter, e.g. `additional-fields[list]`.
+    pub param: String,
+    /// The value it lists, e.g. `profile_count`.
+    pub value: String,
+    /// The window these requests are counted in, e.g. `get_list+profile_count`.
+    pub bucket: &'static str,
+    pub burst_per_sec: u32,
+    pub steady_per_min: u32,
+}
+
 /// Everything the emulator uses from one operation of the spec.
 pub(crate) struct Operation {
     /// The `operationId`, e.g. `get_profiles`.
@@ -100,6 +114,9 @@ pub(crate) struct Operation {
     /// `x-klaviyo-ratelimit`: burst per second, steady per minute.
     pub burst_per_sec: u32,
     pub steady_per_min: u32,
+    /// Lower limits the description states for one `additional-fields` value (get_list with
+    /// `profile_count`: 1/s, 15/m), counted in their own window.
+    pub additional_rate: Option<AdditionalRate>,
     /// `x-klaviyo-filters`: allowed fields, their operators and value types.
     pub filters: Option<Map<String, Value>>,
     pub page: Option<PageSpec>,
@@ -228,6 +245,7 @@ fn parse_operation(id: &'static str, doc: &Value) -> Operation {
         Some((n, 's')) => n * 60,
         _ => 750,
     };
+    let description = op["description"].as_str().unwrap_or_default();
     let page = params
         .iter()
         .find(|p| p.name == "page[size]")
@@ -235,7 +253,18 @@ fn parse_operation(id: &'static str, doc: &Value) -> Operation {
             min: p.schema["minimum"].as_i64().unwrap_or(1),
             max: p.schema["maximum"].as_i64().unwrap_or(100),
             default: p.schema["default"].as_i64().unwrap_or(20),
+        })
+        .or_else(|| {
+            // Without `page[size]`, a paged endpoint states its fixed page in the description
+            // (get_metrics: "Returns a maximum of 200 results per page.").
+            let n = fixed_page(description)?;
+            Some(PageSpec {
+                min: n,
+                max: n,
+                default: n,
+            })
         });
+    let additional_rate = additional_rate(id, description);
     let sort = params
         .iter()
         .find(|p| p.name == "sort")
@@ -268,12 +297,48 @@ fn parse_operation(id: &'static str, doc: &Value) -> Operation {
         response_schema,
         burst_per_sec,
         steady_per_min,
+        additional_rate,
         filters: op["x-klaviyo-filters"].as_object().cloned(),
         page,
         sort,
         components,
         body_validator: OnceLock::new(),
     }
+}
+
+/// `N` of "Returns a maximum of N results per page" in an operation's description.
+fn fixed_page(description: &str) -> Option<i64> {
+    let (_, rest) = description.split_once("maximum of ")?;
+    let (n, rest) = rest.split_once(' ')?;
+    rest.starts_with("results per page")
+        .then(|| n.parse().ok())
+        .flatten()
+}
+
+/// The limits of "Rate limits when using the `additional-fields[list]=profile_count`
+/// parameter in your API request:<br>Burst: `1/s`<br>Steady: `15/m`" (get_list's description).
+fn additional_rate(id: &str, description: &str) -> Option<AdditionalRate> {
+    let (_, rest) = description.split_once("Rate limits when using the `")?;
+    let (pair, rest) = rest.split_once('`')?;
+    let (param, value) = pair.split_once('=')?;
+    let rate = |label: &str| {
+        let (_, r) = rest.split_once(label)?;
+        let (n, unit) = r.split('`').next()?.split_once('/')?;
+        Some((n.trim().parse::<u32>().ok()?, unit.trim().chars().next()?))
+    };
+    let (burst, 's') = rate("Burst: `")? else {
+        return None;
+    };
+    let (steady, 'm') = rate("Steady: `")? else {
+        return None;
+    };
+    Some(AdditionalRate {
+        param: param.to_string(),
+        value: value.to_string(),
+        bucket: Box::leak(format!("{id}+{value}").into_boxed_str()),
+        burst_per_sec: burst,
+        steady_per_min: steady,
+    })
 }
 
 /// Translate an OpenAPI 3.0 schema object to JSON Schema 2020-12 (see the module docs).
@@ -729,6 +794,22 @@ mod tests {
             }))
         ));
         assert_eq!(operation("get_flows").map(|o| o.steady_per_min), Some(60));
+        // get_metrics has no page[size]: its description's fixed page of 200.
+        assert!(matches!(
+            operation("get_metrics").map(|o| o.page),
+            Some(Some(PageSpec {
+                min: 200,
+                max: 200,
+                default: 200
+            }))
+        ));
+        let count = operation("get_list").and_then(|o| o.additional_rate.as_ref());
+        assert!(
+            matches!(count, Some(r) if r.param == "additional-fields[list]"
+                && r.value == "profile_count" && r.burst_per_sec == 1 && r.steady_per_min == 15),
+            "{count:?}"
+        );
+        assert!(operation("get_lists").is_some_and(|o| o.additional_rate.is_none()));
     }
 
     fn violations(op: &str, query: &[(&str, &str)], body: Value) -> Vec<Violation> {

@@ -133,15 +133,57 @@ impl List {
     }
 }
 
-/// A metric (created on first use by create_event).
+/// The integration a metric comes from (`integration` of MetricResponseObjectResource).
+#[derive(Clone, Debug)]
+pub(crate) struct Integration {
+    pub id: &'static str,
+    pub name: String,
+    pub category: &'static str,
+}
+
+impl Integration {
+    /// Metrics created through the Events API belong to the "API" integration (or to the
+    /// `service` create_event named).
+    pub fn api(service: Option<String>) -> Integration {
+        Integration {
+            id: "7FtS4J",
+            name: service.unwrap_or_else(|| "API".into()),
+            category: "API",
+        }
+    }
+
+    /// Klaviyo's own metrics (email activity, list subscriptions).
+    fn klaviyo() -> Integration {
+        Integration {
+            id: "0rG4eQ",
+            name: "Klaviyo".into(),
+            category: "Internal",
+        }
+    }
+}
+
+/// A metric (seeded, or created on first use by create_event).
 #[derive(Clone, Debug)]
 pub(crate) struct Metric {
     pub id: String,
     pub name: String,
     pub created: i64,
     pub updated: i64,
-    /// `service` given at creation, if any.
-    pub service: Option<String>,
+    pub integration: Integration,
+}
+
+impl Metric {
+    /// Filter fields (get_metrics `x-klaviyo-filters`: `integration.name`,
+    /// `integration.category`).
+    pub fn field(&self, name: &str) -> FieldVal {
+        match name {
+            "id" => FieldVal::Str(self.id.clone()),
+            "name" => FieldVal::Str(self.name.clone()),
+            "integration.name" => FieldVal::Str(self.integration.name.clone()),
+            "integration.category" => FieldVal::opt_str(Some(self.integration.category)),
+            _ => FieldVal::Null,
+        }
+    }
 }
 
 /// An event.
@@ -212,7 +254,7 @@ impl Account {
         Account {
             profiles: Vec::new(),
             lists: Vec::new(),
-            metrics: Vec::new(),
+            metrics: seed_metrics(),
             events: Vec::new(),
             flows: seed_flows(),
             campaigns: seed_campaigns(),
@@ -286,14 +328,43 @@ impl Account {
     }
 }
 
-/// A fixed point in time for seeds: 2025-01-06T09:00:00Z plus `days`.
+/// The fixed point in time seeds start from: 2025-01-06T09:00:00Z.
+const SEED_EPOCH: i64 = 1_736_154_000;
+
+/// [`SEED_EPOCH`] plus `days` and `hours`.
 fn seed_time(days: i64, hours: i64) -> String {
-    time::format_iso(1_736_154_000 + days * 86_400 + hours * 3600)
+    time::format_iso(SEED_EPOCH + days * 86_400 + hours * 3600)
 }
 
-/// Five flows covering the statuses (draft/manual/live) and several trigger types.
+/// Klaviyo's own metrics, which every account has (they have no events here).
+fn seed_metrics() -> Vec<Metric> {
+    let metrics = [
+        ("Kx7Jq2", "Received Email"),
+        ("Lm3Zp8", "Opened Email"),
+        ("Nq5Wt4", "Clicked Email"),
+        ("Pv9Hs6", "Subscribed to List"),
+    ];
+    let at = SEED_EPOCH;
+    metrics
+        .iter()
+        .map(|(id, name)| Metric {
+            id: id.to_string(),
+            name: name.to_string(),
+            created: at,
+            updated: at,
+            integration: Integration::klaviyo(),
+        })
+        .collect()
+}
+
+/// How many flows an account holds: more than one page of get_flows (at most 50), so that
+/// following `links.next` shows.
+pub(crate) const SEEDED_FLOWS: usize = 60;
+
+/// Five named flows covering the statuses (draft/manual/live) and several trigger types, then
+/// generated ones up to [`SEEDED_FLOWS`].
 fn seed_flows() -> Vec<Seeded> {
-    let flows = [
+    let named = [
         ("XVTP5Q", "Welcome Series", "live", false, "Added to List"),
         ("RwKdfH", "Abandoned Cart Reminder", "live", false, "Metric"),
         ("SbGL7g", "Browse Abandonment", "draft", false, "Metric"),
@@ -306,8 +377,36 @@ fn seed_flows() -> Vec<Seeded> {
             "Low Inventory",
         ),
     ];
-    flows
-        .iter()
+    let kinds = [
+        ("Post-Purchase Follow-up", "Metric"),
+        ("Win-Back", "Added to List"),
+        ("Price Drop Alert", "Price Drop"),
+        ("Anniversary", "Date Based"),
+    ];
+    let generated: Vec<(String, String, &str, bool, &str)> = (named.len()..SEEDED_FLOWS)
+        .map(|i| {
+            let (name, trigger) = kinds[i % kinds.len()];
+            let status = ["live", "draft", "manual"][i % 3];
+            (
+                format!("Fl{i:04}"),
+                format!("{name} {}", i / kinds.len()),
+                status,
+                i % 7 == 0,
+                trigger,
+            )
+        })
+        .collect();
+    let named = named.iter().map(|(id, name, status, archived, trigger)| {
+        (
+            id.to_string(),
+            name.to_string(),
+            *status,
+            *archived,
+            *trigger,
+        )
+    });
+    named
+        .chain(generated)
         .enumerate()
         .map(|(i, (id, name, status, archived, trigger))| {
             let i = i as i64;
@@ -320,7 +419,7 @@ fn seed_flows() -> Vec<Seeded> {
                 "trigger_type": trigger,
             });
             Seeded {
-                id: id.to_string(),
+                id,
                 attributes: attributes.as_object().cloned().unwrap_or_default(),
                 channel: None,
             }
@@ -329,7 +428,9 @@ fn seed_flows() -> Vec<Seeded> {
 }
 
 /// Four email and three SMS campaigns with every required attribute of
-/// `CampaignResponseObjectResource` and a variety of statuses and send strategies.
+/// `CampaignResponseObjectResource` and a variety of statuses and send strategies. The last
+/// number is the campaign's slot in time: the channels alternate, so that a listing of both
+/// channels by date interleaves them.
 fn seed_campaigns() -> Vec<Seeded> {
     let campaigns = [
         (
@@ -344,42 +445,42 @@ fn seed_campaigns() -> Vec<Seeded> {
             "email",
             "Winter Sale Announcement",
             "Scheduled",
-            1,
+            2,
         ),
         (
             "01JH2Q7Z8N3W4X5Y6Z7A8B9C0F",
             "email",
             "Product Launch Teaser",
             "Draft",
-            2,
+            4,
         ),
         (
             "01JH2Q7Z8N3W4X5Y6Z7A8B9C0G",
             "email",
             "Customer Survey",
             "Cancelled",
-            3,
+            6,
         ),
         (
             "01JH2Q7Z8N3W4X5Y6Z7A8B9C0H",
             "sms",
             "Flash Sale SMS",
             "Sent",
-            4,
+            1,
         ),
         (
             "01JH2Q7Z8N3W4X5Y6Z7A8B9C0J",
             "sms",
             "Weekend Reminder SMS",
             "Scheduled",
-            5,
+            3,
         ),
         (
             "01JH2Q7Z8N3W4X5Y6Z7A8B9C0K",
             "sms",
             "VIP Early Access SMS",
             "Draft",
-            6,
+            5,
         ),
     ];
     campaigns

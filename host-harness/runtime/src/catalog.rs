@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use regex::Regex;
+use serde_json::json;
 use wit_parser::{Resolve, Type, TypeDefKind, TypeId};
 
 use crate::error::ErrorCode;
@@ -95,6 +96,13 @@ pub struct FunctionDoc {
     pub result: String,
     /// The result record, then the records nested in it.
     pub records: Vec<RecordDoc>,
+    /// JSON Schema (draft 2020-12) of the arguments as callers give them (snake_case names,
+    /// `properties` as an object), generated from the argument record: what MCP tools
+    /// advertise as `inputSchema`.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of the result as callers get it (absent fields are `null`): MCP's
+    /// `outputSchema`.
+    pub output_schema: serde_json::Value,
 }
 
 impl FunctionDoc {
@@ -645,6 +653,13 @@ fn first_sentence(text: &str) -> String {
 }
 
 /// Walks the resolved WIT and turns its names into the Lua spelling.
+/// Which way a value travels: arguments in, results out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Input,
+    Output,
+}
+
 struct Reader<'a> {
     resolve: &'a Resolve,
     /// WIT identifiers of the interface (functions, types, fields, cases): in docs, a
@@ -755,7 +770,13 @@ impl<'a> Reader<'a> {
         if let Some(t) = ok {
             self.collect_records(&t, &mut records);
         }
+        let input_schema = self.schema(&function.params[0].ty, "", Side::Input);
+        let output_schema = ok
+            .map(|t| self.schema(&t, "", Side::Output))
+            .unwrap_or_else(|| json!({"type": "null"}));
         Ok(FunctionDoc {
+            input_schema,
+            output_schema,
             summary: first_sentence(first),
             method: endpoint.as_ref().map(|c| c[1].to_string()),
             path: endpoint.as_ref().map(|c| c[2].to_string()),
@@ -811,6 +832,78 @@ impl<'a> Reader<'a> {
                 self.collect_records(t, out)
             }
             _ => {}
+        }
+    }
+
+    /// The JSON Schema of a WIT type as callers see it (see [`crate::convert`]): kebab-case
+    /// names become snake_case, enums their snake_case case names, `properties` text a JSON
+    /// object. An `option` is left out of `required` on input and may be `null` on output.
+    fn schema(&self, ty: &Type, field: &str, side: Side) -> serde_json::Value {
+        let integer = |min: i128, max: i128| json!({"type": "integer", "minimum": min, "maximum": max});
+        match ty {
+            Type::Bool => json!({"type": "boolean"}),
+            Type::U8 => integer(0, u8::MAX.into()),
+            Type::U16 => integer(0, u16::MAX.into()),
+            Type::U32 => integer(0, u32::MAX.into()),
+            Type::U64 => integer(0, u64::MAX.into()),
+            Type::S8 => integer(i8::MIN.into(), i8::MAX.into()),
+            Type::S16 => integer(i16::MIN.into(), i16::MAX.into()),
+            Type::S32 => integer(i32::MIN.into(), i32::MAX.into()),
+            Type::S64 => integer(i64::MIN.into(), i64::MAX.into()),
+            Type::F32 | Type::F64 => json!({"type": "number"}),
+            // A JSON object travelling as text (WIT docs of `properties`); input also takes
+            // the text itself.
+            Type::String if field == "properties" => match side {
+                Side::Input => json!({"type": ["object", "string"]}),
+                Side::Output => json!({"type": "object"}),
+            },
+            Type::Char | Type::String => json!({"type": "string"}),
+            Type::ErrorContext => json!({}),
+            Type::Id(id) => self.schema_of_id(*id, field, side),
+        }
+    }
+
+    fn schema_of_id(&self, id: TypeId, field: &str, side: Side) -> serde_json::Value {
+        let def = &self.resolve.types[id];
+        let described = |mut schema: serde_json::Value| {
+            if let Some(doc) = def.docs.contents.as_deref() {
+                schema["description"] = json!(self.text(doc));
+            }
+            schema
+        };
+        match &def.kind {
+            TypeDefKind::Type(t) => self.schema(t, field, side),
+            TypeDefKind::Option(t) => match side {
+                Side::Input => self.schema(t, field, side),
+                Side::Output => json!({"anyOf": [self.schema(t, field, side), {"type": "null"}]}),
+            },
+            TypeDefKind::List(t) => json!({"type": "array", "items": self.schema(t, field, side)}),
+            TypeDefKind::Enum(e) => described(json!({
+                "type": "string",
+                "enum": e.cases.iter().map(|c| snake(&c.name)).collect::<Vec<_>>(),
+            })),
+            TypeDefKind::Record(r) => {
+                let mut properties = serde_json::Map::new();
+                let mut required = Vec::new();
+                for f in &r.fields {
+                    let name = snake(&f.name);
+                    let mut schema = self.schema(&f.ty, &f.name, side);
+                    if let Some(doc) = f.docs.contents.as_deref() {
+                        schema["description"] = json!(self.text(doc));
+                    }
+                    if side == Side::Output || !self.is_option(&f.ty) {
+                        required.push(json!(name));
+                    }
+                    properties.insert(name, schema);
+                }
+                described(json!({
+                    "type": "object",
+                    "properties": properties,
+                    "required": required,
+                    "additionalProperties": false,
+                }))
+            }
+            _ => json!({}),
         }
     }
 
@@ -906,7 +999,8 @@ mod tests {
             !page.contains("-----"),
             "plain comments are not docs: {page}"
         );
-        assert!(page.contains("| `email` | string | yes |"), "{page}");
+        assert!(page.contains("| `email` | string | no |"), "{page}");
+        assert!(page.contains("| `external_id` | string | no |"), "{page}");
         assert!(page.contains("`duplicate_profile`"), "{page}");
         assert!(page.contains("`location`:"), "{page}");
         assert!(
@@ -938,6 +1032,30 @@ mod tests {
         }
         let e = Catalog::parse(&WIT.replacen("/// Access: read\n", "/// Reads.\n", 1)).unwrap_err();
         assert!(e.contains("no `Access:` line"), "{e}");
+    }
+
+    #[test]
+    fn schemas_come_from_the_wit_types() {
+        let c = catalog();
+        let get = c.function("get_profile").unwrap();
+        assert_eq!(get.input_schema["required"], json!(["profile_id"]));
+        assert_eq!(get.input_schema["additionalProperties"], json!(false));
+        assert_eq!(get.input_schema["properties"]["profile_id"]["type"], "string");
+        let out = &get.output_schema;
+        assert_eq!(out["properties"]["properties"]["type"], "object");
+        assert_eq!(
+            out["properties"]["email"]["anyOf"][1],
+            json!({"type": "null"}),
+            "absent fields are null"
+        );
+        let campaigns = c.function("list_campaigns").unwrap();
+        let channel = &campaigns.input_schema["properties"]["channel"];
+        assert_eq!(channel["enum"], json!(["email", "sms", "mobile_push"]));
+        assert_eq!(campaigns.input_schema["properties"]["limit"]["minimum"], 0);
+        for f in c.functions() {
+            assert_eq!(f.input_schema["type"], "object", "{}", f.name);
+            assert_eq!(f.output_schema["type"], "object", "{}", f.name);
+        }
     }
 
     #[test]

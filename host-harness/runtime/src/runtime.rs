@@ -481,7 +481,7 @@ impl Runtime {
             let mark = Instant::now();
             let instance = self.inner.pre.instantiate_async(&mut store).await?;
             let func = instance
-                .get_func(&mut store, &info.export)
+                .get_func(&mut store, info.export)
                 .ok_or_else(|| wasmtime::format_err!("export {} missing", info.wit_name))?;
             let ran = Instant::now();
             instantiated = Some(ran - mark);
@@ -539,17 +539,17 @@ fn trap_error(
     memory_hit: bool,
 ) -> CallError {
     let text = format!("{trap:#}");
-    if let Some(t) = trap.downcast_ref::<wasmtime::Trap>() {
-        if *t == wasmtime::Trap::OutOfFuel {
-            return CallError::new(
-                ErrorCode::CpuLimit,
-                function,
-                format!(
-                    "the plugin used more than its CPU budget of {} fuel",
-                    config.fuel
-                ),
-            );
-        }
+    if let Some(t) = trap.downcast_ref::<wasmtime::Trap>()
+        && *t == wasmtime::Trap::OutOfFuel
+    {
+        return CallError::new(
+            ErrorCode::CpuLimit,
+            function,
+            format!(
+                "the plugin used more than its CPU budget of {} fuel",
+                config.fuel
+            ),
+        );
     }
     if trap
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()

@@ -6,7 +6,7 @@ use super::profiles::{apply_attributes, check_identifiers};
 use super::{Ctx, Reply, body, ok};
 use crate::errors::ApiError;
 use crate::render;
-use crate::state::{Account, Event, Metric, Profile};
+use crate::state::{Account, Event, Integration, Metric, Profile};
 use crate::{ids, time};
 
 /// 1990-01-01T00:00:00Z: event times must be after it (notes §2 create_event).
@@ -125,7 +125,7 @@ fn metric_id(ctx: &Ctx<'_>, acct: &mut Account, name: String, service: Option<St
         name,
         created: ctx.now,
         updated: ctx.now,
-        service,
+        integration: Integration::api(service),
     });
     id
 }

@@ -4,6 +4,7 @@
 mod catalog;
 mod events;
 mod lists;
+mod metrics;
 mod profiles;
 mod subscriptions;
 
@@ -265,6 +266,7 @@ pub(crate) fn dispatch(ctx: &Ctx<'_>, acct: &mut Account) -> Result<Reply, ApiEr
         "get_flows" => catalog::flows(ctx, acct),
         "get_flow" => catalog::flow(ctx, acct),
         "get_campaigns" => catalog::campaigns(ctx, acct),
+        "get_metrics" => metrics::list(ctx, acct),
         other => Err(ApiError::not_found(format!(
             "Operation {other} is not emulated."
         ))),

@@ -513,13 +513,19 @@ async fn filter_errors() {
             .status,
         400
     );
+    let live = crate::state::Account::seeded()
+        .flows
+        .iter()
+        .filter(|f| f.attributes["status"] == "live")
+        .count();
+    assert!((2..50).contains(&live));
     assert_eq!(
         c.get("/api/flows?filter=equals(status,'live')")
             .await
             .json()["data"]
             .as_array()
             .map(Vec::len),
-        Some(2)
+        Some(live)
     );
 }
 
@@ -559,9 +565,20 @@ async fn campaigns_need_a_channel_and_flows_are_seeded() {
         400
     );
 
+    // More flows than one page holds (get_flows: at most 50): links.next leads to the rest.
     let r = c.get("/api/flows").await;
     let flows = r.json()["data"].as_array().expect("array").clone();
-    assert_eq!(flows.len(), 5);
+    assert_eq!(flows.len(), 50);
+    let next = r.json()["links"]["next"]
+        .as_str()
+        .expect("next")
+        .to_string();
+    let rest = c.get(&target_of(&next)).await.json();
+    assert_eq!(
+        rest["data"].as_array().map(Vec::len),
+        Some(crate::state::SEEDED_FLOWS - 50)
+    );
+    assert!(rest["links"].get("next").is_none());
     let id = flows[0]["id"].as_str().expect("id");
     assert_eq!(c.get(&format!("/api/flows/{id}/")).await.status, 200);
     assert_eq!(c.get("/api/flows/NOPE00").await.status, 404);
@@ -708,6 +725,105 @@ async fn enforced_rate_limits_throttle() {
 }
 
 #[tokio::test]
+async fn profile_count_has_its_own_lower_rate_limit() {
+    let emu = Emulator::start_with(EmulatorOptions {
+        enforce_rate_limits: true,
+        ..EmulatorOptions::new()
+    })
+    .await
+    .expect("start");
+    let c = Client::new(&emu, "pk_count_limits");
+    let list = c.create_list("Counted").await;
+    // get_list's description: with additional-fields[list]=profile_count, 1/s and 15/m.
+    let counted = format!("/api/lists/{list}?additional-fields[list]=profile_count");
+    let first = c.get(&counted).await;
+    let second = c.get(&counted).await;
+    if first.status == 200 && second.status == 200 {
+        // The two fell into different seconds; a third cannot.
+        assert_eq!(c.get(&counted).await.status, 429);
+    } else {
+        assert_eq!((first.status, second.status), (200, 429));
+    }
+    assert_eq!(first.header("ratelimit-limit"), Some("15"));
+    // Without the count, get_list keeps its 75/s.
+    for _ in 0..5 {
+        assert_eq!(c.get(&format!("/api/lists/{list}")).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_listed_and_filtered_by_integration() {
+    let emu = Emulator::start().await.expect("start");
+    let c = Client::new(&emu, "pk_metrics");
+    let names = |doc: &Value| -> Vec<String> {
+        doc["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|m| m["attributes"]["name"].as_str().expect("name").to_string())
+            .collect()
+    };
+    // Every account has Klaviyo's own metrics.
+    let seeded = c.get("/api/metrics").await.json();
+    assert_eq!(
+        names(&seeded),
+        [
+            "Received Email",
+            "Opened Email",
+            "Clicked Email",
+            "Subscribed to List"
+        ]
+    );
+    assert_eq!(
+        seeded["data"][0]["attributes"]["integration"]["name"],
+        "Klaviyo"
+    );
+    assert_eq!(
+        seeded["data"][0]["attributes"]["integration"]["category"],
+        "Internal"
+    );
+    let id = c
+        .create_profile(json!({"email": "metrics@example.com"}))
+        .await;
+    c.create_event("Placed Order", &id, "2024-05-01T00:00:00Z", None)
+        .await;
+    c.create_event("Placed Order", &id, "2024-05-02T00:00:00Z", None)
+        .await;
+    let all = c.get("/api/metrics").await.json();
+    assert_eq!(names(&all).len(), 5, "one metric per name");
+    let api = c
+        .get("/api/metrics?filter=equals(integration.name,'API')")
+        .await
+        .json();
+    assert_eq!(names(&api), ["Placed Order"]);
+    assert_eq!(
+        api["data"][0]["attributes"]["integration"]["category"],
+        "API"
+    );
+    let internal = c
+        .get("/api/metrics?filter=equals(integration.category,\"Internal\")")
+        .await
+        .json();
+    assert_eq!(names(&internal).len(), 4);
+    let both = c
+        .get("/api/metrics?filter=and(equals(integration.name,'API'),equals(integration.category,'API'))")
+        .await
+        .json();
+    assert_eq!(names(&both), ["Placed Order"]);
+    // Only the spec's filter fields, and no page[size] (get_metrics has none).
+    let r = c
+        .get("/api/metrics?filter=equals(name,'Placed Order')")
+        .await;
+    assert_eq!(
+        (r.status, r.error()["source"]["parameter"].clone()),
+        (400, json!("filter"))
+    );
+    let r = c.get("/api/metrics?page[size]=10").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error()["source"]["parameter"], "page[size]");
+}
+
+#[tokio::test]
 async fn spec_violations_are_recorded() {
     let emu = Emulator::start().await.expect("start");
     let c = Client::new(&emu, "pk_spec");
@@ -819,4 +935,45 @@ async fn malformed_json_body_is_400() {
     let r = super::raw(&emu, req.as_bytes()).await.expect("answer");
     assert_eq!(r.status, 400);
     assert!(r.json()["errors"].as_array().is_some_and(|e| !e.is_empty()));
+}
+
+/// A standalone emulator's client reads back what it sent under its key; each record says
+/// whether it was validated against the slice, and only the latest are kept.
+#[tokio::test]
+async fn requests_can_be_inspected_and_are_bounded() {
+    let emu = Emulator::start_with(EmulatorOptions {
+        max_recorded_per_key: 3,
+        ..EmulatorOptions::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::new(&emu, "pk_inspect");
+    for _ in 0..5 {
+        assert_eq!(c.get("/api/lists/").await.status, 200);
+    }
+    assert_eq!(c.get("/api/lists/?page[size]=11").await.status, 400);
+    let seen = c.get("/_emulator/requests").await;
+    assert_eq!(seen.status, 200);
+    let seen = seen.json();
+    assert_eq!(seen["count"], 6, "the count covers every request");
+    let requests = seen["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 3, "only the latest are kept");
+    assert_eq!(requests[2]["validated"], true);
+    assert!(!requests[2]["violations"].as_array().unwrap().is_empty());
+    assert_eq!(requests[1]["violations"], serde_json::json!([]));
+    assert_eq!(emu.request_count("pk_inspect"), 6);
+    let anonymous = Client {
+        emu: &emu,
+        key: None,
+    };
+    assert_eq!(anonymous.get("/_emulator/requests").await.status, 401);
+    // Validation off: nothing is marked validated.
+    let lax = Emulator::start_with(EmulatorOptions {
+        validate_requests: false,
+        ..EmulatorOptions::default()
+    })
+    .await
+    .unwrap();
+    Client::new(&lax, "pk_lax").get("/api/lists/").await;
+    assert!(!lax.requests("pk_lax")[0].validated);
 }

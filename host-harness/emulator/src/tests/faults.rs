@@ -95,7 +95,7 @@ async fn delay_fault_then_normal_answer() {
     let r = c.get("/api/flows").await;
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["data"].as_array().map(Vec::len), Some(5));
+    assert_eq!(r.json()["data"].as_array().map(Vec::len), Some(50));
     assert_eq!(
         emu.requests("pk_delay")[0].fault.as_deref(),
         Some("delay 300ms")

@@ -261,6 +261,20 @@ async fn success_responses_match_the_spec() {
         ),
         &["definition"],
     );
+    check(
+        "get_metrics",
+        &ok(c.get("/api/metrics?include=flow-triggers").await, 200),
+        &[],
+    );
+    check(
+        "get_metrics",
+        &ok(
+            c.get("/api/metrics?filter=equals(integration.name,'API')")
+                .await,
+            200,
+        ),
+        &[],
+    );
     for channel in ["email", "sms"] {
         let doc = ok(
             c.get(&format!(
