@@ -138,11 +138,19 @@ mod tests {
     fn base_urls() {
         assert_eq!(
             parts("https://a.klaviyo.com").unwrap(),
-            ("Scheme::Https".into(), "a.klaviyo.com".into(), String::new())
+            (
+                "Scheme::Https".into(),
+                "a.klaviyo.com".into(),
+                String::new()
+            )
         );
         assert_eq!(
             parts("http://127.0.0.1:8080/proxy/").unwrap(),
-            ("Scheme::Http".into(), "127.0.0.1:8080".into(), "/proxy".into())
+            (
+                "Scheme::Http".into(),
+                "127.0.0.1:8080".into(),
+                "/proxy".into()
+            )
         );
         assert!(parts("http://[::1]:9/").is_ok());
         for bad in [

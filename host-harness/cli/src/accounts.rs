@@ -1,20 +1,40 @@
 //! Named accounts in `$KOSMO_HOME/accounts.json` (default `~/.kosmo`), and the default
 //! account from `KLAVIYO_API_KEY` / `KLAVIYO_BASE_URL`.
 //!
-//! The file holds API keys, so the directory is made `0700` and the file `0600`, written to
-//! a temporary file first and renamed, so a crash never leaves half a file or a readable copy.
+//! The file holds API keys, so it lives only in a directory private to the user (owned by
+//! them, not group- or world-writable). A missing `$KOSMO_HOME` is created `0700`; an existing
+//! one that is not private is refused, for saving and for loading alike, and is never chmod-ed:
+//! it may be a shared directory (security review, finding 7: a symlink to a 1777 directory
+//! lost its sticky bit). The file is written `0600` to a temporary file first and renamed, so
+//! a crash never leaves half a file or a readable copy.
+//!
+//! Loading trusts nothing (finding 10): the file is at most [`MAX_FILE_BYTES`] and
+//! [`MAX_ACCOUNTS`] accounts, and every name, key and URL passes the same checks as
+//! `integrations:configure` ([`check_account_name`], [`ApiKey::parse`], [`BaseUrl::parse`]).
+//! A file others can read or write is used, with one warning on stderr.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use klaviyo_spec::DEFAULT_BASE_URL;
+use kosmo_runtime::cache::private_dir_problem;
 use kosmo_runtime::{Access, Account, AccountConfig, ApiKey, BaseUrl, DEFAULT_ACCOUNT, Policy};
 
+use crate::redact::Redactor;
+
 const FILE_NAME: &str = "accounts.json";
+
+/// Largest accounts file read (a 7 MB file took 16 s and 1.2 GB before this cap).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Most accounts a file may hold: each becomes a table of every function in Lua.
+pub const MAX_ACCOUNTS: usize = 1000;
 
 /// One stored account. Its `Debug` never shows the key.
 #[derive(Clone, Serialize, Deserialize)]
@@ -70,23 +90,33 @@ pub fn home_dir() -> Option<PathBuf> {
 }
 
 impl Store {
-    /// Read the file under `home` (an absent file is an empty store).
+    /// Read the file under `home` (an absent file is an empty store), checking everything in
+    /// it. Keys are read only from a private `home`, as they are only saved to one.
     pub fn load(home: Option<&Path>) -> Result<Store, String> {
         let Some(home) = home else {
             return Ok(Store::default());
         };
         let path = home.join(FILE_NAME);
-        match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| format!("{} is not a valid accounts file: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Store::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        let file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Store::default()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        if let Some(problem) = private_dir_problem(home) {
+            return Err(format!(
+                "refusing to read API keys from {}: {problem}. {}",
+                path.display(),
+                PRIVATE_HOME_RULE
+            ));
         }
+        warn_if_exposed(&file, &path);
+        let text = read_capped(file, &path)?;
+        parse_store(&text, &path)
     }
 
     /// Write the file under `home`, readable by its owner only.
     pub fn save(&self, home: &Path) -> Result<PathBuf, String> {
-        create_private_dir(home)?;
+        ensure_private_home(home)?;
         let path = home.join(FILE_NAME);
         let tmp = home.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
         let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
@@ -114,28 +144,127 @@ impl Store {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), String> {
+/// What `$KOSMO_HOME` must be, for the messages that refuse one.
+const PRIVATE_HOME_RULE: &str = "API keys are kept only in a directory of your own that no one else can write; \
+     kosmo never changes the permissions of a directory it did not create: set KOSMO_HOME to a path \
+     that does not exist yet (kosmo creates it with mode 700), or fix this one yourself";
+
+/// Create `home` (mode `0700`, with any missing parents) when it does not exist; refuse it
+/// when it exists and is not private. Never chmod: an existing directory is not ours.
+fn ensure_private_home(home: &Path) -> Result<(), String> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder
-        .create(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .create(home)
+        .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
+    // Checked after creating, so a directory someone else made in between is caught too.
+    match private_dir_problem(home) {
+        None => Ok(()),
+        Some(problem) => Err(format!(
+            "refusing to store API keys in {}: {problem}. {PRIVATE_HOME_RULE}",
+            home.display()
+        )),
+    }
+}
+
+/// One warning per process when the accounts file can be read or written by others.
+fn warn_if_exposed(file: &fs::File, path: &Path) {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        // A directory that already existed may be wider open: it holds keys.
-        let meta = fs::metadata(dir).map_err(|e| e.to_string())?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
+        use std::os::unix::fs::MetadataExt;
+        static WARNED: Once = Once::new();
+        let Ok(meta) = file.metadata() else { return };
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            WARNED.call_once(|| {
+                eprintln!(
+                    "kosmo: warning: {} holds API keys but other users can read or write it (mode {mode:o}); \
+                     run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            });
         }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
+}
+
+/// The file's text: at most [`MAX_FILE_BYTES`], read no further than one byte past it.
+fn read_capped(file: fs::File, path: &Path) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} is larger than the limit of {} MiB ({MAX_FILE_BYTES} bytes) for an accounts file",
+            path.display(),
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// Parse and check the accounts file, one account at a time, so an error names the account
+/// and never quotes a key (serde's type errors quote the value they refuse).
+fn parse_store(text: &str, path: &Path) -> Result<Store, String> {
+    let bad = |why: String| format!("{} is not a valid accounts file: {why}", path.display());
+    // Syntax errors give a position, never the text.
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let Value::Object(mut top) = value else {
+        return Err(bad("it must be a JSON object".into()));
+    };
+    let entries = match top.remove("klaviyo") {
+        None => return Ok(Store::default()),
+        Some(Value::Object(entries)) => entries,
+        Some(_) => return Err(bad("`klaviyo` must be an object of accounts".into())),
+    };
+    if entries.len() > MAX_ACCOUNTS {
+        return Err(bad(format!(
+            "it has {} accounts; at most {MAX_ACCOUNTS} are allowed",
+            entries.len()
+        )));
+    }
+    let mut store = Store::default();
+    for (name, entry) in entries {
+        check_account_name(&name).map_err(&bad)?;
+        let key = entry
+            .get("api_key")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let redactor = Redactor::new(key);
+        let account: StoredAccount = serde_json::from_value(entry).map_err(|e| {
+            bad(format!(
+                "account `{name}`: {}",
+                redactor.text(&e.to_string())
+            ))
+        })?;
+        check_stored(&account).map_err(|e| bad(format!("account `{name}`: {e}")))?;
+        store.klaviyo.insert(name, account);
+    }
+    Ok(store)
+}
+
+/// A stored account's key and URL, by the same rules as `integrations:configure`.
+fn check_stored(account: &StoredAccount) -> Result<(), String> {
+    ApiKey::parse(&account.api_key).map_err(|e| format!("api_key: {e}"))?;
+    if let Some(url) = &account.base_url {
+        BaseUrl::parse(url).map_err(|e| format!("base_url: {e}"))?;
     }
     Ok(())
 }
 
-/// The default account from the environment, if `KLAVIYO_API_KEY` is set.
+/// The environment variable of the default account's key.
+pub const KEY_ENV: &str = "KLAVIYO_API_KEY";
+
+/// The environment variable of the default account's base URL.
+pub const BASE_URL_ENV: &str = "KLAVIYO_BASE_URL";
+
+/// The default account from the environment, if `KLAVIYO_API_KEY` is set (checked by
+/// [`resolve`], with the same rules as a configured key).
 pub struct EnvAccount {
     /// `KLAVIYO_API_KEY`.
     pub api_key: String,
@@ -146,17 +275,33 @@ pub struct EnvAccount {
 impl EnvAccount {
     /// Read `KLAVIYO_API_KEY` and `KLAVIYO_BASE_URL`.
     pub fn from_env() -> Option<EnvAccount> {
-        let api_key = std::env::var("KLAVIYO_API_KEY")
+        let api_key = std::env::var(KEY_ENV)
             .ok()
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty())?;
-        let base_url = std::env::var("KLAVIYO_BASE_URL")
+        let base_url = std::env::var(BASE_URL_ENV)
             .ok()
             .map(|u| u.trim().to_string())
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
         Some(EnvAccount { api_key, base_url })
     }
+}
+
+/// An account from its settings, each checked by the one rule for it; `key_setting` and
+/// `url_setting` name where they came from in errors.
+fn account(
+    name: &str,
+    (key, key_setting): (&str, &str),
+    (url, url_setting): (&str, &str),
+) -> Result<Account, String> {
+    let api_key = ApiKey::parse(key).map_err(|e| format!("{key_setting}: {e}"))?;
+    let base_url = BaseUrl::parse(url).map_err(|e| format!("{url_setting}: {e}"))?;
+    Ok(Account {
+        name: name.to_string(),
+        api_key,
+        base_url,
+    })
 }
 
 /// The accounts a run uses: the environment's default (with the stored `default` policy, if
@@ -173,12 +318,11 @@ pub fn resolve(store: &Store, env: Option<&EnvAccount>) -> Result<Vec<AccountCon
             .get(DEFAULT_ACCOUNT)
             .map(policy_of)
             .unwrap_or_default();
-        let account = Account::new(
+        let account = account(
             DEFAULT_ACCOUNT,
-            ApiKey::new(env.api_key.clone()),
-            &env.base_url,
-        )
-        .map_err(|e| format!("KLAVIYO_BASE_URL: {e}"))?;
+            (&env.api_key, KEY_ENV),
+            (&env.base_url, BASE_URL_ENV),
+        )?;
         accounts.push(AccountConfig { account, policy });
     }
     for (name, stored) in &store.klaviyo {
@@ -186,7 +330,7 @@ pub fn resolve(store: &Store, env: Option<&EnvAccount>) -> Result<Vec<AccountCon
             continue;
         }
         let base_url = stored.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        let account = Account::new(name.clone(), ApiKey::new(stored.api_key.clone()), base_url)
+        let account = account(name, (&stored.api_key, "api_key"), (base_url, "base_url"))
             .map_err(|e| format!("account `{name}`: {e}"))?;
         accounts.push(AccountConfig {
             account,
@@ -196,17 +340,17 @@ pub fn resolve(store: &Store, env: Option<&EnvAccount>) -> Result<Vec<AccountCon
     Ok(accounts)
 }
 
-/// Whether `name` can be an account: a Lua identifier (so `app.integrations.klaviyo.<name>`
-/// works), not a function's name.
+/// Whether `name` can be an account: a Lua identifier starting with a letter (so
+/// `app.integrations.klaviyo.<name>` works, and no `__index`-like metamethod name can shadow
+/// anything, finding 10), not a function's name.
 pub fn check_account_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
-    let identifier = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let identifier = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !identifier || name.len() > 64 {
         return Err(format!(
-            "`{name}` cannot be an account name: use letters, digits and `_`, starting with a letter (at most 64)"
+            "`{}` cannot be an account name: use letters, digits and `_`, starting with a letter (at most 64)",
+            shown_name(name)
         ));
     }
     if kosmo_runtime::catalog().function(name).is_some() {
@@ -217,9 +361,13 @@ pub fn check_account_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Check a base URL before storing it.
-pub fn check_base_url(url: &str) -> Result<(), String> {
-    BaseUrl::parse(url).map(|_| ())
+/// A name for a message: escaped, and at most 64 characters of it.
+fn shown_name(name: &str) -> String {
+    let mut shown: String = name.chars().take(64).flat_map(char::escape_debug).collect();
+    if name.chars().count() > 64 {
+        shown.push_str("...");
+    }
+    shown
 }
 
 #[cfg(test)]
@@ -234,13 +382,16 @@ mod tests {
         store.klaviyo.insert(
             "shop".into(),
             StoredAccount {
-                api_key: "pk_x".into(),
+                api_key: "pk_x_0123456789".into(),
                 base_url: None,
                 read: Access::Allow,
                 write: Access::Deny,
             },
         );
-        assert!(!format!("{store:?}").contains("pk_x"), "Debug shows no key");
+        assert!(
+            !format!("{store:?}").contains("pk_x_0123456789"),
+            "Debug shows no key"
+        );
         let path = store.save(&home).unwrap();
         #[cfg(unix)]
         {
@@ -266,5 +417,63 @@ mod tests {
         assert!(check_account_name("get_profile").is_err());
         assert!(check_account_name("my-shop").is_err());
         assert!(check_account_name("").is_err());
+        assert!(check_account_name("__index").is_err());
+        assert!(check_account_name("klaviyo_get_profile").is_err());
+        let long = "x".repeat(5000);
+        assert!(check_account_name(&long).unwrap_err().len() < 200);
+    }
+
+    fn write(home: &Path, text: &str) {
+        fs::write(home.join(FILE_NAME), text).unwrap();
+    }
+
+    #[test]
+    fn loading_checks_names_keys_and_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        for (text, expect) in [
+            (
+                r#"{"klaviyo": {"__index": {"api_key": "pk_0123456789"}}}"#,
+                "__index",
+            ),
+            (r#"{"klaviyo": {"shop": {"api_key": "pk"}}}"#, "api_key"),
+            (
+                r#"{"klaviyo": {"shop": {"api_key": "pk_0123 456789"}}}"#,
+                "api_key",
+            ),
+            (
+                r#"{"klaviyo": {"shop": {"api_key": "pk_0123456789", "base_url": "http://evil.example"}}}"#,
+                "base_url",
+            ),
+            (
+                r#"{"klaviyo": {"shop": {"api_key": "pk_0123456789", "read": 5}}}"#,
+                "shop",
+            ),
+            (r#"{"klaviyo": [1]}"#, "object"),
+            ("{", "line 1"),
+        ] {
+            write(home, text);
+            let e = Store::load(Some(home)).unwrap_err();
+            assert!(e.contains(expect), "{text}: {e}");
+            assert!(!e.contains("pk_0123"), "{e}");
+        }
+        // A serde type error quoting a value never quotes the key.
+        write(
+            home,
+            r#"{"klaviyo": {"shop": {"api_key": "pk_0123456789", "read": "pk_0123456789"}}}"#,
+        );
+        assert!(!Store::load(Some(home)).unwrap_err().contains("pk_0123"));
+    }
+
+    #[test]
+    fn big_files_are_refused_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        write(
+            home,
+            &format!("{{\"pad\": \"{}\"}}", "x".repeat(MAX_FILE_BYTES as usize)),
+        );
+        let e = Store::load(Some(home)).unwrap_err();
+        assert!(e.contains("1 MiB"), "{e}");
     }
 }

@@ -37,13 +37,19 @@ pub enum Command {
     /// Show the documentation: `klaviyo` or `klaviyo.<function>`.
     #[command(name = "integrations:docs")]
     Docs(DocsArgs),
+    /// Serve the Klaviyo emulator on loopback until Ctrl-C: every API key gets its own
+    /// account, kept across runs (a `--sandbox` run gets a fresh one). Prints its URL first.
+    #[command(name = "emulator")]
+    Emulator(EmulatorArgs),
 }
 
 /// Options shared by the commands that call Klaviyo.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunOptions {
     /// Print one JSON object (success, output, error, result, execution_time_ms, memory_usage,
-    /// integration_calls, meta).
+    /// integration_calls, meta). At most 8 MiB: larger parts are cut with a `[kosmo: truncated`
+    /// marker and meta.truncated; past 1000 calls, integration_calls lists the first 1000 and
+    /// meta.integration_calls_dropped counts the rest.
     #[arg(long)]
     pub json: bool,
     /// Lift `ask` and `deny` permissions for this run (reported as meta.permission_bypassed).
@@ -56,7 +62,7 @@ pub struct RunOptions {
 
 #[derive(Args, Debug)]
 pub struct LuaArgs {
-    /// Lua file to run (`-` for standard input).
+    /// Lua file to run (`-` for standard input); at most 16 MiB.
     pub file: Option<PathBuf>,
     /// Lua code to run.
     #[arg(long, short = 'e', value_name = "CODE")]
@@ -98,7 +104,9 @@ pub struct ConfigureArgs {
     /// The account's name (`default` is used when none is named in Lua).
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub account: String,
-    /// A setting: `api_key=KEY` (`api_key=-` reads it from standard input) or `base_url=URL`.
+    /// A setting: `api_key=KEY` (`api_key=-` reads it from standard input; 8-256 printable
+    /// ASCII characters, no spaces) or `base_url=URL` (https, or http to localhost/127.0.0.1/[::1]
+    /// unless KOSMO_ALLOW_INSECURE_HTTP=1; changing it needs api_key again).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Policy for reads: allow, ask or deny.
@@ -113,6 +121,25 @@ pub struct ConfigureArgs {
     /// Remove the account.
     #[arg(long, conflicts_with_all = ["set", "read", "write"])]
     pub remove: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EmulatorArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8787)]
+    pub port: u16,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Do not validate requests against Klaviyo's OpenAPI slices (on by default).
+    #[arg(long)]
+    pub no_validate: bool,
+    /// Answer 429 once an operation's burst or steady rate limit is exceeded.
+    #[arg(long)]
+    pub enforce_rate_limits: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,19 +1,24 @@
 //! `kosmo integrations:configure klaviyo --account NAME --set api_key=KEY [--set base_url=URL]
 //! [--read allow|ask|deny] [--write allow|ask|deny]` (also `--list` and `--remove`). It never
-//! prints a key, not even part of one.
+//! prints a key, not even part of one, nor a URL's credentials.
+//!
+//! Keys and URLs are checked by the same functions as the environment's and the accounts
+//! file's ([`ApiKey::parse`], [`BaseUrl::parse`]). Changing an account's `base_url` needs its
+//! key again: the stored key must not silently go to a new host (security review, finding 9).
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal, Read};
 
 use klaviyo_spec::DEFAULT_BASE_URL;
-use kosmo_runtime::{Access, ErrorCode};
+use kosmo_runtime::account::{MAX_API_KEY_LEN, without_userinfo};
+use kosmo_runtime::{Access, ApiKey, BaseUrl, ErrorCode};
 
 use crate::accounts::{self, Store, StoredAccount};
 use crate::args::{ConfigureArgs, EXIT_FAILURE, EXIT_USAGE};
-use crate::redact::Redactor;
+use crate::redact::{Redactor, unchecked_keys};
 
 /// `integrations:configure`.
 pub(super) fn configure(args: ConfigureArgs) -> i32 {
-    let mut redactor = Redactor::new(std::env::var("KLAVIYO_API_KEY").ok());
+    let mut redactor = Redactor::new(unchecked_keys(std::env::var(accounts::KEY_ENV).ok()));
     match run(&args, &mut redactor) {
         Ok(message) => {
             println!("{}", redactor.text(&message));
@@ -23,9 +28,9 @@ pub(super) fn configure(args: ConfigureArgs) -> i32 {
             eprintln!(
                 "error: {}: {}",
                 if exit == EXIT_USAGE {
-                    ErrorCode::Usage.as_str()
+                    ErrorCode::Usage
                 } else {
-                    "config_error"
+                    ErrorCode::Setup
                 },
                 redactor.text(&message)
             );
@@ -74,42 +79,22 @@ fn run(args: &ConfigureArgs, redactor: &mut Redactor) -> Result<String, (i32, St
         ));
     }
 
-    let mut api_key = None;
-    let mut base_url = None;
-    for setting in &args.set {
-        let (key, value) = setting.split_once('=').ok_or_else(|| {
-            usage(format!(
-                "--set takes KEY=VALUE (api_key or base_url), got `{}`",
-                redact_setting(setting)
-            ))
-        })?;
-        match key.trim() {
-            "api_key" => api_key = Some(read_key(value.trim()).map_err(usage)?),
-            "base_url" => {
-                accounts::check_base_url(value).map_err(usage)?;
-                base_url = Some(value.trim().trim_end_matches('/').to_string());
-            }
-            other => {
-                return Err(usage(format!(
-                    "unknown setting `{other}`: use api_key or base_url"
-                )));
-            }
-        }
-    }
+    let (api_key, base_url) = settings(&args.set).map_err(usage)?;
     if let Some(key) = &api_key {
-        redactor.extend([key.clone()]);
+        redactor.extend([key.expose().to_string()]);
     }
     let existing = store.klaviyo.remove(&name);
     let created = existing.is_none();
     let mut account = match (existing, api_key) {
         (Some(mut a), key) => {
+            check_new_host(&name, &a, base_url.as_ref(), key.is_some()).map_err(usage)?;
             if let Some(key) = key {
-                a.api_key = key;
+                a.api_key = key.expose().to_string();
             }
             a
         }
         (None, Some(key)) => StoredAccount {
-            api_key: key,
+            api_key: key.expose().to_string(),
             base_url: None,
             read: Access::Allow,
             write: Access::Ask,
@@ -121,7 +106,7 @@ fn run(args: &ConfigureArgs, redactor: &mut Redactor) -> Result<String, (i32, St
         }
     };
     if let Some(url) = base_url {
-        account.base_url = Some(url);
+        account.base_url = Some(url.as_string());
     }
     if let Some(read) = args.read {
         account.read = read;
@@ -139,6 +124,58 @@ fn run(args: &ConfigureArgs, redactor: &mut Redactor) -> Result<String, (i32, St
     ))
 }
 
+/// The `--set` settings: a key and a base URL, each checked by its one rule.
+fn settings(set: &[String]) -> Result<(Option<ApiKey>, Option<BaseUrl>), String> {
+    let mut api_key = None;
+    let mut base_url = None;
+    for setting in set {
+        let (key, value) = setting.split_once('=').ok_or_else(|| {
+            format!(
+                "--set takes KEY=VALUE (api_key or base_url), got `{}`",
+                redact_setting(setting)
+            )
+        })?;
+        match key.trim() {
+            "api_key" => {
+                let text = read_key(value.trim())?;
+                api_key = Some(ApiKey::parse(&text).map_err(|e| format!("--set api_key: {e}"))?);
+            }
+            "base_url" => {
+                base_url = Some(BaseUrl::parse(value).map_err(|e| format!("--set base_url: {e}"))?);
+            }
+            other => {
+                return Err(format!(
+                    "unknown setting `{}`: use api_key or base_url",
+                    redact_setting(other)
+                ));
+            }
+        }
+    }
+    Ok((api_key, base_url))
+}
+
+/// An account's key goes only where it went when the key was given: a new `base_url` needs
+/// the key again in the same command.
+fn check_new_host(
+    name: &str,
+    account: &StoredAccount,
+    new_url: Option<&BaseUrl>,
+    key_given: bool,
+) -> Result<(), String> {
+    let Some(new_url) = new_url else {
+        return Ok(());
+    };
+    let current = account.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+    let same = BaseUrl::parse(current).is_ok_and(|c| &c == new_url);
+    if same || key_given {
+        return Ok(());
+    }
+    Err(format!(
+        "changing the base_url of account `{name}` (from {current} to {new_url}) would send its stored key \
+         to a new host: give the key again in the same command with --set api_key=KEY (or api_key=-)"
+    ))
+}
+
 /// One line about an account, without its key.
 fn describe(name: &str, a: &StoredAccount) -> String {
     format!(
@@ -149,31 +186,29 @@ fn describe(name: &str, a: &StoredAccount) -> String {
     )
 }
 
-/// `--set` text in an error: never the value of an `api_key`.
+/// `--set` text in an error: never the value of an `api_key`, nor a URL's credentials.
 fn redact_setting(setting: &str) -> String {
     if setting.contains("api_key") {
         "api_key...".into()
     } else {
-        setting.to_string()
+        without_userinfo(setting)
     }
 }
 
-/// The key given, or read from standard input for `-` (keeps it out of shell history).
+/// The key given, or read from standard input for `-` (keeps it out of shell history): one
+/// line, read no further than a key can be long.
 fn read_key(value: &str) -> Result<String, String> {
-    let key = if value == "-" {
-        if std::io::stdin().is_terminal() {
-            eprint!("Klaviyo API key: ");
-        }
-        let mut text = String::new();
-        std::io::stdin()
-            .read_line(&mut text)
-            .map_err(|e| format!("cannot read the key from standard input: {e}"))?;
-        text.trim().to_string()
-    } else {
-        value.to_string()
-    };
-    if key.is_empty() || key.chars().any(char::is_whitespace) {
-        return Err("the API key is empty or contains spaces".into());
+    if value != "-" {
+        return Ok(value.to_string());
     }
-    Ok(key)
+    if std::io::stdin().is_terminal() {
+        eprint!("Klaviyo API key: ");
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_API_KEY_LEN as u64 + 2)
+        .read_line(&mut text)
+        .map_err(|e| format!("cannot read the key from standard input: {e}"))?;
+    Ok(text)
 }

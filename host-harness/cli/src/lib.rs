@@ -4,7 +4,8 @@
 //!   [--cpu-limit SECONDS] [--sandbox] [--repl]`: run a Lua script against Klaviyo;
 //! - `integrations:call klaviyo.<fn> [--args JSON | --name value ...]`: one call, same envelope;
 //! - `integrations:configure klaviyo --account NAME --set api_key=KEY ...`: store an account;
-//! - `integrations:docs [klaviyo[.fn]]`: the docs generated from the WIT.
+//! - `integrations:docs [klaviyo[.fn]]`: the docs generated from the WIT;
+//! - `emulator [--port N] [--tls-cert PEM --tls-key PEM]`: the Klaviyo emulator as a server.
 //!
 //! Exit codes: 0 success, 1 the script (or call) failed, 2 no code or a wrong option.
 
@@ -15,6 +16,7 @@ mod args;
 mod call;
 mod configure;
 mod context;
+mod emulator;
 mod envelope;
 mod prompt;
 mod redact;
@@ -46,6 +48,7 @@ pub fn run_args(args: Vec<std::ffi::OsString>) -> i32 {
         Command::Call(a) => call::call(a),
         Command::Configure(a) => configure::configure(a),
         Command::Docs(a) => docs_command(a),
+        Command::Emulator(a) => emulator::emulator(a),
     }
 }
 
@@ -57,7 +60,14 @@ fn usage_error(e: clap::Error, args: &[std::ffi::OsString]) -> i32 {
         let a = a.to_string_lossy();
         a.split_once("api_key=").map(|(_, k)| k.to_string())
     });
-    let redactor = Redactor::new(keys.chain(std::env::var("KLAVIYO_API_KEY").ok()));
+    // A URL's `user:password` on the command line is as secret as a key (finding 8).
+    let userinfo = args
+        .iter()
+        .filter_map(|a| url_userinfo(&a.to_string_lossy()));
+    let redactor = Redactor::new(redact::unchecked_keys(
+        keys.chain(userinfo)
+            .chain(std::env::var(accounts::KEY_ENV).ok()),
+    ));
     let text = redactor.text(&e.render().to_string());
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -69,6 +79,13 @@ fn usage_error(e: clap::Error, args: &[std::ffi::OsString]) -> i32 {
             EXIT_USAGE
         }
     }
+}
+
+/// The `user:password` of a URL in `text`, if it has one.
+fn url_userinfo(text: &str) -> Option<String> {
+    let (_, rest) = text.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.rfind('@').map(|at| authority[..at].to_string())
 }
 
 fn docs_command(a: DocsArgs) -> i32 {

@@ -249,7 +249,7 @@ fn seed_docs_overview_and_function_pages() {
     for needle in [
         "# klaviyo.create_profile",
         "`POST /api/profiles`",
-        "| `email` | string | yes |",
+        "| `email` | string | no |",
         "| `phone_number` | string | no |",
         "**write**",
         "## Example",
@@ -289,7 +289,11 @@ fn seed_docs_overview_and_function_pages() {
     let env = run.json();
     assert_eq!(
         env["result"],
-        serde_json::json!([16, "klaviyo.subscribe_profile", true])
+        serde_json::json!([
+            kosmo_runtime::catalog().functions().len() + 1,
+            "klaviyo.subscribe_profile",
+            true
+        ])
     );
 
     let run = Kosmo::new(home.path())
@@ -390,6 +394,11 @@ fn seed_default_and_named_accounts() {
     let home = home();
     let default_key = new_key("default");
     let shop_key = new_key("shop");
+    #[cfg(unix)]
+    let home_mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(home.path()).unwrap().permissions().mode() & 0o7777
+    };
 
     let run = Kosmo::new(home.path())
         .args(["integrations:configure", "klaviyo", "--account", "shop"])
@@ -413,9 +422,11 @@ fn seed_default_and_named_accounts() {
             std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        // An existing KOSMO_HOME is never chmod-ed (security review, finding 7): this one is
+        // private to the user already, and stays as it was.
         assert_eq!(
-            std::fs::metadata(home.path()).unwrap().permissions().mode() & 0o777,
-            0o700
+            std::fs::metadata(home.path()).unwrap().permissions().mode() & 0o7777,
+            home_mode
         );
     }
     let listed = Kosmo::new(home.path())
@@ -732,7 +743,7 @@ local k = app.integrations.klaviyo
 local out = {}
 local ok, e = pcall(k.create_profile, {emial = "ada@example.com"})
 out.typo = {ok = ok, code = e.code, field = e["field"], message = e.message, line = tostring(e), status = e.status, fn = e["function"]}
-ok, e = pcall(k.create_profile, {})
+ok, e = pcall(k.get_profile, {})
 out.missing = {code = e.code, field = e["field"]}
 ok, e = pcall(k.list_lists, {limit = "ten"})
 out.type = {code = e.code, field = e["field"]}
@@ -764,7 +775,7 @@ return out
     assert_eq!(r["typo"]["fn"], "create_profile");
     assert_eq!(
         r["missing"],
-        serde_json::json!({"code": "invalid_argument", "field": "email"})
+        serde_json::json!({"code": "invalid_argument", "field": "profile_id"})
     );
     assert_eq!(
         r["type"],

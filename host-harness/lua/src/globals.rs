@@ -8,13 +8,60 @@ use std::sync::Arc;
 
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Value as LuaValue};
 
-use crate::limits::{Budget, LimitHit, Output};
+use crate::limits::{Budget, LimitHit, Limits, Output, VALUE_OVERHEAD, show_bytes};
 use crate::sandbox::Prelude;
-use crate::values;
+use crate::values::{self, ConvertError};
 use kosmo_runtime::catalog;
 
-/// What a lifted Rust function returns: values, or a message to raise.
-pub(crate) type Lifted = Result<MultiValue, String>;
+/// Why a lifted Rust function failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Raised as a message from the caller's line, like the errors of Lua's own functions.
+    Message(String),
+    /// Raised as it is: Lua ran out of memory, which the host must report as `memory_limit`
+    /// (as a message it would read as the script's own error).
+    Lua(mlua::Error),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Message(message)
+    }
+}
+
+impl From<mlua::Error> for Failure {
+    fn from(e: mlua::Error) -> Self {
+        if is_memory_error(&e) {
+            Failure::Lua(e)
+        } else {
+            Failure::Message(first_line(&e.to_string()))
+        }
+    }
+}
+
+impl Failure {
+    /// A conversion's failure, its message naming `function`.
+    pub(crate) fn convert(function: &str, e: ConvertError) -> Self {
+        match e {
+            ConvertError::Lua(e) => Failure::from(e),
+            other => Failure::Message(format!("{function}: {other}")),
+        }
+    }
+}
+
+/// Whether an mlua error is (or wraps) Lua running out of memory.
+pub(crate) fn is_memory_error(e: &mlua::Error) -> bool {
+    let mut cause = e;
+    while let mlua::Error::CallbackError { cause: inner, .. }
+    | mlua::Error::WithContext { cause: inner, .. } = cause
+    {
+        cause = inner;
+    }
+    matches!(cause, mlua::Error::MemoryError(_))
+}
+
+/// What a lifted Rust function returns: values, or why it failed.
+pub(crate) type Lifted = Result<MultiValue, Failure>;
 
 /// A Rust function as a Lua function that raises its error message.
 pub(crate) fn lifted<F>(lua: &Lua, prelude: &Prelude, f: F) -> mlua::Result<Function>
@@ -26,16 +73,15 @@ where
             values.push_front(LuaValue::Boolean(true));
             Ok(values)
         }
-        Err(message) => (false, message).into_lua_multi(lua),
+        Err(Failure::Message(message)) => (false, message).into_lua_multi(lua),
+        Err(Failure::Lua(e)) => Err(e),
     })?;
     prelude.lift.call(raw)
 }
 
 /// One value as a multi-value.
 pub(crate) fn one(lua: &Lua, v: impl mlua::IntoLua) -> Lifted {
-    Ok(MultiValue::from_vec(vec![
-        v.into_lua(lua).map_err(|e| e.to_string())?,
-    ]))
+    Ok(MultiValue::from_vec(vec![v.into_lua(lua)?]))
 }
 
 fn arg(args: &MultiValue, i: usize) -> LuaValue {
@@ -61,6 +107,7 @@ pub(crate) fn install(
     prelude: &Prelude,
     output: Arc<Output>,
     budget: Arc<Budget>,
+    limits: &Limits,
 ) -> mlua::Result<()> {
     let globals = lua.globals();
 
@@ -69,14 +116,8 @@ pub(crate) fn install(
     globals.raw_set(
         "print",
         lifted(lua, prelude, move |_, args| {
-            let mut line = Vec::with_capacity(args.len());
-            for v in args.iter() {
-                let s: mlua::LuaString = tostring
-                    .call(v.clone())
-                    .map_err(|e| first_line(&e.to_string()))?;
-                line.push(s.to_string_lossy());
-            }
-            write(&out, &b, &(line.join("\t") + "\n"))?;
+            let line = print_line(&tostring, &args, out.room())?;
+            write(&out, &b, &line)?;
             Ok(MultiValue::new())
         })?,
     )?;
@@ -84,41 +125,59 @@ pub(crate) fn install(
     globals.raw_set(
         "dump",
         lifted(lua, prelude, move |lua, args| {
-            let shown: Vec<String> = args.iter().map(|v| values::dump(lua, v)).collect();
+            // Render at most about twice what still fits (the count is generous); `write`
+            // then cuts at the exact cap.
+            let allowance = output.room().saturating_mul(2).saturating_add(1024);
+            let mut shown = Vec::with_capacity(args.len());
+            for v in args.iter() {
+                match values::dump(lua, v, allowance) {
+                    Ok(text) => shown.push(text),
+                    Err(ConvertError::TooLarge(_)) => {
+                        budget.set_hit(LimitHit::Output);
+                        return Err(output.refusal().into());
+                    }
+                    Err(e) => return Err(Failure::convert("dump", e)),
+                }
+            }
             write(&output, &budget, &(shown.join("\t") + "\n"))?;
             Ok(args)
         })?,
     )?;
 
     let json = lua.create_table()?;
+    let text_cap = limits.text_cap();
     json.raw_set(
         "encode",
-        lifted(lua, prelude, |lua, args| {
-            let value =
-                values::to_json(lua, &arg(&args, 0)).map_err(|e| format!("json.encode: {e}"))?;
+        lifted(lua, prelude, move |lua, args| {
             let pretty = match arg(&args, 1) {
                 LuaValue::Boolean(b) => b,
-                LuaValue::Table(t) => t.get::<bool>("pretty").unwrap_or(false),
+                LuaValue::Table(t) => t.raw_get::<bool>("pretty").unwrap_or(false),
                 _ => false,
             };
-            let text = if pretty {
-                serde_json::to_string_pretty(&value)
-            } else {
-                serde_json::to_string(&value)
-            };
-            one(lua, text.map_err(|e| format!("json.encode: {e}"))?)
+            let text = values::encode_json(lua, &arg(&args, 0), pretty, text_cap)
+                .map_err(|e| Failure::convert("json.encode", e))?;
+            one(lua, lua.create_string(&text)?)
         })?,
     )?;
     json.raw_set(
         "decode",
-        lifted(lua, prelude, |lua, args| {
-            let text = string_arg(&args, 0, "json.decode")?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| format!("json.decode: invalid JSON: {e}"))?;
-            one(
-                lua,
-                values::from_json(lua, &value).map_err(|e| e.to_string())?,
-            )
+        lifted(lua, prelude, move |lua, args| {
+            let value = match arg(&args, 0) {
+                LuaValue::String(s) => values::decode_json(lua, &s.as_bytes(), text_cap),
+                _ => {
+                    let text = string_arg(&args, 0, "json.decode")?;
+                    values::decode_json(lua, text.as_bytes(), text_cap)
+                }
+            };
+            let value = value.map_err(|e| match e {
+                ConvertError::TooLarge(max) => Failure::Message(format!(
+                    "json.decode: the document is too large: decoded, it would take more than {} \
+                     (its text plus {VALUE_OVERHEAD} bytes per value)",
+                    show_bytes(max)
+                )),
+                other => Failure::convert("json.decode", other),
+            })?;
+            one(lua, value)
         })?,
     )?;
     globals.raw_set("json", json)?;
@@ -134,8 +193,7 @@ pub(crate) fn install(
                 .collect();
             one(
                 lua,
-                values::from_json(lua, &serde_json::Value::Array(topics))
-                    .map_err(|e| e.to_string())?,
+                values::from_json(lua, &serde_json::Value::Array(topics))?,
             )
         })?,
     )?;
@@ -148,7 +206,7 @@ pub(crate) fn install(
                 .into_iter()
                 .map(|t| serde_json::json!({"topic": t.topic, "summary": t.summary, "score": t.score}))
                 .collect();
-            one(lua, values::from_json(lua, &serde_json::Value::Array(hits)).map_err(|e| e.to_string())?)
+            one(lua, values::from_json(lua, &serde_json::Value::Array(hits))?)
         })?,
     )?;
     docs_table.raw_set(
@@ -186,6 +244,28 @@ pub(crate) fn install(
         })?,
     )?;
     Ok(())
+}
+
+/// `print`'s line: its arguments through `tostring`, tab-separated. A 10 MiB string printed
+/// 200 times once made a 2 GiB line: each argument is copied only up to just past `room`
+/// (what still fits), so that [`write`] then cuts it and stops the script.
+fn print_line(tostring: &Function, args: &MultiValue, room: usize) -> Result<String, Failure> {
+    let mut line = String::new();
+    for (i, v) in args.iter().enumerate() {
+        if i > 0 {
+            line.push('\t');
+        }
+        let s: mlua::LuaString = tostring.call(v.clone())?;
+        let bytes = s.as_bytes();
+        // Lossy decoding never shortens, so a cut string still ends past `room`.
+        let want = room.saturating_sub(line.len()).saturating_add(4);
+        line.push_str(&String::from_utf8_lossy(&bytes[..bytes.len().min(want)]));
+        if line.len() > room {
+            break;
+        }
+    }
+    line.push('\n');
+    Ok(line)
 }
 
 /// Append to the output; past the cap the script stops (`output_limit`).

@@ -2,7 +2,8 @@
 //! scripts call the Klaviyo functions as `app.integrations.klaviyo.<name>(args)`.
 //!
 //! - `sandbox`: which libraries exist, text-only `load`, the CPU hook, Lua-side helpers;
-//! - `limits`: memory, CPU time and output caps ([`Limits`]);
+//! - `limits`: memory, CPU time and output caps, and the caps on every copy the host makes of
+//!   script values ([`Limits`]);
 //! - `values`: Lua <-> JSON and `dump`'s readable form;
 //! - `globals` and `regex`: `print`, `dump`, `json`, `docs`, `lua_read_doc`, `regex`;
 //! - `proxy`: the read-only `app` tables.
@@ -39,11 +40,11 @@ use mlua::{Function, Lua, Table, Value as LuaValue};
 use serde_json::{Value, json};
 
 use kosmo_runtime::{CallRecord, ErrorCode, Host};
-pub use limits::Limits;
-pub use values::{dump, from_json, to_json, to_json_lossy};
+pub use limits::{ARGUMENT_BYTES, Limits, RESULT_BYTES, TEXT_BYTES, VALUE_OVERHEAD};
+pub use values::{ConvertError, SORT_BYTES, dump, from_json, to_json, to_json_lossy};
 
-use globals::first_line;
-use limits::{Budget, LimitHit, Output};
+use globals::{first_line, is_memory_error};
+use limits::{Budget, LimitHit, Output, show_bytes};
 use proxy::MainThread;
 use sandbox::Prelude;
 
@@ -102,10 +103,20 @@ pub struct Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // Closing the state runs finalizers: a looping one must stop.
+        // Closing the state runs finalizers. Scripts cannot register any (see `sandbox`); should
+        // one slip through, it finds the deadline passed (though Lua runs finalizers unhooked).
         self.budget.expire();
     }
 }
+
+/// How far past the memory limit host-only work may allocate in the Lua state (mlua's
+/// references to the values it reads): enough to read the results of a script that filled
+/// its memory. Only host code runs meanwhile: the conversions read tables raw, invoke no
+/// metamethod, and scripts have no finalizers a collection could run.
+const HOST_SLACK_BYTES: usize = 1024 * 1024;
+
+/// Most bytes of a script's error value (and of its message) shown in the error table.
+const ERROR_VALUE_BYTES: usize = 64 * 1024;
 
 impl Session {
     /// A fresh state for `host`'s accounts.
@@ -115,9 +126,16 @@ impl Session {
         let main = MainThread::default();
         let setup = || -> mlua::Result<(Lua, Prelude)> {
             let (lua, prelude) = sandbox::new_state(budget.clone())?;
-            globals::install(&lua, &prelude, output.clone(), budget.clone())?;
-            regex::install(&lua, &prelude, limits.memory_bytes)?;
-            proxy::install(&lua, &prelude, host.clone(), budget.clone(), main.clone())?;
+            globals::install(&lua, &prelude, output.clone(), budget.clone(), &limits)?;
+            regex::install(&lua, &prelude, limits.text_cap())?;
+            proxy::install(
+                &lua,
+                &prelude,
+                host.clone(),
+                budget.clone(),
+                main.clone(),
+                limits.argument_bytes,
+            )?;
             Ok((lua, prelude))
         };
         let (lua, prelude) = setup()
@@ -257,31 +275,63 @@ impl Session {
             }
             Ok(Ok(packed)) => packed,
         };
-        // Reading the results may allocate; the script's limit no longer applies.
-        let _ = self.lua.set_memory_limit(0);
         let n: usize = packed.raw_get("n").unwrap_or(0);
         let ok = packed.raw_get::<bool>(1).unwrap_or(false);
         let values: Vec<LuaValue> = (2..=n)
             .map(|i| packed.raw_get(i).unwrap_or(LuaValue::Nil))
             .collect();
-        let run = if ok {
-            Run {
-                success: true,
-                result: values
-                    .iter()
-                    .map(|v| values::to_json_lossy(&self.lua, v))
-                    .collect(),
+        if !ok {
+            let value = values.into_iter().next().unwrap_or(LuaValue::Nil);
+            return Run {
+                error: Some(self.script_error(value)),
                 ..Run::default()
-            }
-        } else {
-            let error = self.script_error(values.into_iter().next().unwrap_or(LuaValue::Nil));
-            Run {
+            };
+        }
+        match self.results(&values) {
+            Ok(result) => Run {
+                success: true,
+                result,
+                ..Run::default()
+            },
+            Err(error) => Run {
                 error: Some(error),
                 ..Run::default()
-            }
-        };
+            },
+        }
+    }
+
+    /// The returned values as JSON, within [`Limits::result_bytes`] all together.
+    fn results(&self, values: &[LuaValue]) -> Result<Vec<Value>, Value> {
+        let converted = self
+            .host_only(|| values::to_json_lossy_all(&self.lua, values, self.limits.result_bytes));
+        converted.map_err(|e| match e {
+            ConvertError::TooManyKeys(_) => error_json(
+                ErrorCode::OutputLimit,
+                format!("the script's results cannot be shown: {e}"),
+            ),
+            ConvertError::TooLarge(max) => error_json(
+                ErrorCode::OutputLimit,
+                format!(
+                    "the script's results would be larger than {} (as JSON, counting {} bytes \
+                     per value); return less (summarise, or print the detail)",
+                    show_bytes(max),
+                    limits::VALUE_OVERHEAD
+                ),
+            ),
+            ConvertError::Lua(e) => self.rust_error(&e),
+            ConvertError::Invalid(m) => error_json(ErrorCode::ScriptError, m),
+        })
+    }
+
+    /// Host-only work on the state (reading values, never calling script code), allowed
+    /// [`HOST_SLACK_BYTES`] past the memory limit.
+    fn host_only<T>(&self, work: impl FnOnce() -> T) -> T {
+        let _ = self
+            .lua
+            .set_memory_limit(self.limits.memory_bytes.saturating_add(HOST_SLACK_BYTES));
+        let result = work();
         let _ = self.lua.set_memory_limit(self.limits.memory_bytes);
-        run
+        result
     }
 
     fn finish(&self, run: Run, started: Instant) -> EvalOutcome {
@@ -304,49 +354,98 @@ impl Session {
             return self.limit_error(hit);
         }
         match value {
-            LuaValue::Table(t) => {
-                let shown: Option<String> = self
-                    .prelude
-                    .tostring
-                    .call::<mlua::LuaString>(t.clone())
-                    .ok()
-                    .map(|s| s.to_string_lossy());
-                match values::to_json_lossy(&self.lua, &LuaValue::Table(t)) {
-                    Value::Object(mut m) => {
-                        m.entry("code")
-                            .or_insert_with(|| json!(ErrorCode::ScriptError.as_str()));
-                        if !m.contains_key("message") {
-                            m.insert(
-                                "message".into(),
-                                json!(shown.unwrap_or_else(|| "error object is a table".into())),
-                            );
-                        }
-                        Value::Object(m)
-                    }
-                    other => {
-                        json!({"code": ErrorCode::ScriptError.as_str(), "message": other.to_string(), "value": other})
-                    }
-                }
-            }
+            LuaValue::Table(t) => match sandbox::host_error_code(&self.lua, &t) {
+                Some(code) => self.host_error(&t, code),
+                None => self.table_error(&t),
+            },
             LuaValue::String(s) => {
-                let message = s.to_string_lossy();
-                if message == "not enough memory" {
+                // Lua's memory error. Lua 5.4's `lua_error` raises this very string as one
+                // (LUA_ERRMEM) whoever raises it, so a script rethrowing a caught one, or
+                // writing it, ends the same way.
+                if s.as_bytes().as_ref() == b"not enough memory" {
                     return self.memory_error();
                 }
-                error_json(ErrorCode::ScriptError, message)
+                error_json(
+                    ErrorCode::ScriptError,
+                    truncated(&s.as_bytes(), ERROR_VALUE_BYTES),
+                )
             }
             LuaValue::Error(e) => self.rust_error(&e),
             LuaValue::Nil => error_json(ErrorCode::ScriptError, "error called with nil"),
             other => {
+                // Numbers, booleans, functions, coroutines, the `app` proxies: none has a
+                // metatable a script could set, so `tostring` runs only Lua's and the host's code.
                 let shown = self
                     .prelude
                     .tostring
                     .call::<mlua::LuaString>(other)
-                    .map(|s| s.to_string_lossy());
+                    .map(|s| truncated(&s.as_bytes(), ERROR_VALUE_BYTES));
                 error_json(
                     ErrorCode::ScriptError,
                     shown.unwrap_or_else(|_| "unprintable error".into()),
                 )
+            }
+        }
+    }
+
+    /// An error table the host made (a failed Klaviyo call, an unknown name), raised by the
+    /// script as it is or after changing it: the host's code stands, whatever `code` says now.
+    fn host_error(&self, t: &Table, code: String) -> Value {
+        let shown = self.host_only(|| {
+            values::to_json_lossy(&self.lua, &LuaValue::Table(t.clone()), ERROR_VALUE_BYTES)
+        });
+        let mut m = match shown {
+            Ok(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        m.insert("code".into(), json!(code));
+        if !m.get("message").is_some_and(Value::is_string) {
+            let message = message_field(t).unwrap_or_else(|| code.clone());
+            m.insert("message".into(), json!(message));
+        }
+        Value::Object(m)
+    }
+
+    /// A table the script raised: always `script_error` (a script wrote
+    /// `error({code = "cpu_limit"})` to pass for the host), with its `message` field or its
+    /// `__tostring`, and the table itself as `value`.
+    fn table_error(&self, t: &Table) -> Value {
+        let message = message_field(t).unwrap_or_else(|| self.tostring_error(t));
+        let value = self
+            .host_only(|| {
+                values::to_json_lossy(&self.lua, &LuaValue::Table(t.clone()), ERROR_VALUE_BYTES)
+            })
+            .unwrap_or_else(|e| match e {
+                ConvertError::TooLarge(max) => {
+                    json!(format!("<larger than {}>", show_bytes(max)))
+                }
+                other => json!(format!("<{other}>")),
+            });
+        json!({"code": ErrorCode::ScriptError.as_str(), "message": message, "value": value})
+    }
+
+    /// A script's error table through its `__tostring`, if it has one. That is script code:
+    /// it runs under the script's memory limit and what is left of its CPU time (it once ran
+    /// with the limit lifted and took 1.3 GB), and a fixed message stands in if it fails.
+    fn tostring_error(&self, t: &Table) -> String {
+        let has_tostring = t.metatable().is_some_and(|mt| {
+            mt.raw_get::<LuaValue>("__tostring")
+                .is_ok_and(|f| !f.is_nil())
+        });
+        if !has_tostring {
+            return "error object is a table (give it a message field)".into();
+        }
+        match self.prelude.tostring.call::<mlua::LuaString>(t.clone()) {
+            Ok(s) => truncated(&s.as_bytes(), ERROR_VALUE_BYTES),
+            Err(e) => {
+                let why = if self.budget.hit() == Some(LimitHit::Cpu) {
+                    ErrorCode::CpuLimit
+                } else if is_memory_error(&e) {
+                    ErrorCode::MemoryLimit
+                } else {
+                    ErrorCode::ScriptError
+                };
+                format!("error object is a table whose __tostring failed ({why})")
             }
         }
     }
@@ -356,16 +455,14 @@ impl Session {
         if let Some(hit) = self.budget.hit() {
             return self.limit_error(hit);
         }
+        if is_memory_error(e) {
+            return self.memory_error();
+        }
         let mut cause = e;
         while let mlua::Error::CallbackError { cause: inner, .. }
         | mlua::Error::WithContext { cause: inner, .. } = cause
         {
             cause = inner;
-        }
-        if matches!(cause, mlua::Error::MemoryError(_))
-            || cause.to_string().contains("not enough memory")
-        {
-            return self.memory_error();
         }
         error_json(ErrorCode::ScriptError, first_line(&cause.to_string()))
     }
@@ -394,6 +491,28 @@ impl Session {
     }
 }
 
+/// A table's `message` field (read raw: no script code runs), as text.
+fn message_field(t: &Table) -> Option<String> {
+    match t.raw_get::<LuaValue>("message").ok()? {
+        LuaValue::String(s) => Some(truncated(&s.as_bytes(), ERROR_VALUE_BYTES)),
+        LuaValue::Integer(i) => Some(i.to_string()),
+        LuaValue::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// At most `max` bytes of `bytes` as text, saying how long it was when cut.
+fn truncated(bytes: &[u8], max: usize) -> String {
+    if bytes.len() <= max {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    format!(
+        "{}... ({} bytes in all)",
+        String::from_utf8_lossy(&bytes[..max]),
+        bytes.len()
+    )
+}
+
 /// An error table's JSON: `code` and `message`.
 fn error_json(code: ErrorCode, message: impl Into<String>) -> Value {
     json!({"code": code.as_str(), "message": message.into()})
@@ -414,11 +533,208 @@ mod tests {
     use kosmo_runtime::HostOptions;
 
     fn session() -> Session {
+        session_with(Limits::default())
+    }
+
+    fn session_with(limits: Limits) -> Session {
         Session::new(
             Arc::new(Host::new(Vec::new(), HostOptions::default())),
-            Limits::default(),
+            limits,
         )
         .unwrap()
+    }
+
+    fn small() -> Limits {
+        Limits {
+            memory_bytes: 8 << 20,
+            cpu: Duration::from_millis(500),
+            ..Limits::default()
+        }
+    }
+
+    fn error_of(outcome: &EvalOutcome) -> &Value {
+        assert!(!outcome.success, "{outcome:?}");
+        outcome.error.as_ref().unwrap()
+    }
+
+    /// Finding 2: Lua runs finalizers with hooks off, so a looping `__gc` outlived every
+    /// limit and made dropping the session (or ending the process) hang forever.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn scripts_cannot_register_finalizers() {
+        let s = session_with(small());
+        let out = s
+            .eval(
+                "local k = setmetatable({}, {__gc = function() while true do end end}) return 1",
+                "=eval",
+            )
+            .await;
+        let e = error_of(&out);
+        assert_eq!(e["code"], ErrorCode::ScriptError.as_str());
+        assert!(e["message"].as_str().unwrap().contains("__gc"), "{e}");
+        let out = s
+            .eval("return pcall(setmetatable, {}, {__gc = false})", "=eval")
+            .await;
+        assert_eq!(out.result[0], json!(false), "any __gc value is refused");
+        // A field added afterwards is never run (Lua 5.4 decides at setmetatable); the
+        // allocations below run collections.
+        let code = r#"
+            local mt = {}
+            local t = setmetatable({}, mt)
+            mt.__gc = function() ran = true end
+            t = nil
+            for i = 1, 2e5 do local _ = {i} end
+            return ran, getmetatable(""), getmetatable(json.decode("[]")), getmetatable(app)
+        "#;
+        let out = s.eval(code, "=eval").await;
+        assert!(out.success, "{out:?}");
+        assert_eq!(
+            out.result,
+            vec![json!(null), json!(false), json!(false), json!(false)]
+        );
+        let dropped = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(s);
+            let _ = dropped.0.send(());
+        });
+        dropped
+            .1
+            .recv_timeout(Duration::from_secs(5))
+            .expect("dropping the session finished");
+    }
+
+    /// Finding 11: a table raised by the script is the script's error, whatever its `code`;
+    /// the host's error tables keep their code even when the script edits them.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn scripts_cannot_forge_host_error_codes() {
+        let s = session();
+        let out = s
+            .eval("error({code = 'cpu_limit', message = 'stopped'})", "=eval")
+            .await;
+        assert_eq!(
+            error_of(&out),
+            &json!({
+                "code": ErrorCode::ScriptError.as_str(),
+                "message": "stopped",
+                "value": {"code": "cpu_limit", "message": "stopped"},
+            })
+        );
+        let out = s
+            .eval(
+                "error(setmetatable({}, {__tostring = function() return 'shown' end}))",
+                "=eval",
+            )
+            .await;
+        assert_eq!(error_of(&out)["message"], "shown");
+        let code = r#"
+            local ok, e = pcall(function() return app.integrations.klaviyo.list_listz end)
+            assert(getmetatable(e) == false, "the host's error metatable is protected")
+            assert(not pcall(setmetatable, {}, getmetatable(e)))
+            e.code = "cpu_limit"
+            error(e)
+        "#;
+        let out = s.eval(code, "=eval").await;
+        let e = error_of(&out);
+        assert_eq!(e["code"], ErrorCode::UnknownFunction.as_str(), "{e}");
+        assert!(e["message"].as_str().unwrap().contains("list_lists"), "{e}");
+    }
+
+    /// Finding 1a: the error's `__tostring` ran with the memory limit lifted (1.3 GB from an
+    /// 8 MiB script) and without a CPU deadline.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_error_tostring_runs_under_the_limits() {
+        let s = session_with(small());
+        let code = r#"error(setmetatable({}, {__tostring = function()
+            local t = {} for i = 1, 1024 do t[i] = string.rep("x", 2^20) .. i end return "x"
+        end}))"#;
+        let out = s.eval(code, "=eval").await;
+        let e = error_of(&out);
+        assert_eq!(e["code"], ErrorCode::ScriptError.as_str());
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains(ErrorCode::MemoryLimit.as_str()),
+            "{e}"
+        );
+        assert!(
+            out.memory_usage <= s.limits().memory_bytes + HOST_SLACK_BYTES,
+            "the state grew to {} bytes",
+            out.memory_usage
+        );
+        let started = Instant::now();
+        let out = s
+            .eval(
+                "error(setmetatable({}, {__tostring = function() while true do end end}))",
+                "=eval",
+            )
+            .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        let message = error_of(&out)["message"].as_str().unwrap().to_string();
+        assert!(message.contains(ErrorCode::CpuLimit.as_str()), "{message}");
+    }
+
+    /// Finding 11: running out of memory inside `json.encode` is the memory limit.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn out_of_memory_in_a_host_function_is_the_memory_limit() {
+        let s = session_with(small());
+        let code = "local s = string.rep('x', 3 * 2^20) return #json.encode({s, s})";
+        let out = s.eval(code, "=eval").await;
+        assert_eq!(error_of(&out)["code"], ErrorCode::MemoryLimit.as_str());
+    }
+
+    /// Finding 1b/1c: every copy the host makes of script values stops at its cap, with an
+    /// error naming the function and the cap.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn host_copies_stop_at_their_caps() {
+        let s = session();
+        let shared = "local s = string.rep('x', 2^20) local t = {} for i = 1, 200 do t[i] = s end ";
+        let cases = [
+            (
+                "print(table.unpack(t))",
+                ErrorCode::OutputLimit,
+                "printed more than",
+            ),
+            ("dump(t)", ErrorCode::OutputLimit, "printed more than"),
+            (
+                "json.encode(t)",
+                ErrorCode::ScriptError,
+                "json.encode: the result would be larger than 16 MiB",
+            ),
+            (
+                "return t",
+                ErrorCode::OutputLimit,
+                "results would be larger than 16 MiB",
+            ),
+            (
+                "return app.integrations.klaviyo.create_profile({email = 'a@example.com', properties = {a = t}})",
+                ErrorCode::InvalidArgument,
+                "the arguments would be larger than 1 MiB",
+            ),
+            (
+                "regex.gsub(s, '(?s).+', string.rep('$0', 100))",
+                ErrorCode::ScriptError,
+                "regex.gsub: the result would be larger than 16 MiB",
+            ),
+            (
+                "json.decode('[' .. string.rep('0,', 3e5) .. '0]')",
+                ErrorCode::ScriptError,
+                "json.decode: the document is too large",
+            ),
+        ];
+        for (code, expected, message) in cases {
+            let out = s.eval(&format!("{shared}{code}"), "=eval").await;
+            let e = error_of(&out);
+            assert_eq!(e["code"], expected.as_str(), "{code}: {e}");
+            assert!(
+                e["message"].as_str().unwrap().contains(message),
+                "{code}: {e}"
+            );
+        }
+        assert!(s.eval("print(('x'):rep(100))", "=eval").await.output.len() == 101);
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,30 @@ use std::time::{Duration, Instant};
 
 use kosmo_runtime::ErrorCode;
 
+/// One mebibyte.
+const MIB: usize = 1024 * 1024;
+
+/// Default [`Limits::text_bytes`]: the largest string the host builds for a script. Before
+/// this cap, 200 references to one 10 MiB string made `json.encode` build gigabytes.
+pub const TEXT_BYTES: usize = 16 * MIB;
+
+/// Default [`Limits::result_bytes`]: what a script may return. The results are copied several
+/// times on their way out (the envelope, its JSON text, the redacted text), so they stay well
+/// under the memory a script may hold.
+pub const RESULT_BYTES: usize = 16 * MIB;
+
+/// Default [`Limits::argument_bytes`]: the arguments of one Klaviyo call as JSON. Klaviyo
+/// itself refuses profile payloads over 100 KB; this leaves room and keeps a shared table
+/// repeated in the arguments from costing the host gigabytes.
+pub const ARGUMENT_BYTES: usize = MIB;
+
 /// Limits of a Lua session.
+///
+/// Every copy the host makes of script values is capped: `print` and `dump` by
+/// `output_bytes`, `json.encode` and `regex.gsub` by `text_bytes`, the returned values by
+/// `result_bytes` and Klaviyo call arguments by `argument_bytes`. With the default limits
+/// the process stays under `memory_bytes` plus a fixed overhead (measured in
+/// `host-harness/cli/tests/host_limits.rs`).
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Most memory the Lua state may hold, in bytes.
@@ -19,16 +42,52 @@ pub struct Limits {
     pub wall: Duration,
     /// Most bytes of output (`print`, `dump`) an evaluation may produce.
     pub output_bytes: usize,
+    /// Largest text `json.encode` or `regex.gsub` may build, and most `json.decode` may
+    /// expand into (never more than `memory_bytes` either: the text becomes a Lua string).
+    pub text_bytes: usize,
+    /// Most bytes all the values an evaluation returns may take, counted as their JSON text
+    /// (indented as the CLI prints it) plus [`VALUE_OVERHEAD`] per value.
+    pub result_bytes: usize,
+    /// Most bytes the arguments of one Klaviyo call may take, counted like `result_bytes`.
+    pub argument_bytes: usize,
 }
+
+/// What each converted value is charged on top of its JSON text: the size of the host's
+/// in-memory copy of it, a `serde_json::Value` (72 bytes with the workspace's
+/// `preserve_order`), so that a table of many tiny values (`0` is two bytes of JSON) cannot
+/// make that copy many times larger than the cap.
+pub const VALUE_OVERHEAD: usize = std::mem::size_of::<serde_json::Value>();
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            memory_bytes: 64 * 1024 * 1024,
+            memory_bytes: 64 * MIB,
             cpu: Duration::from_secs(30),
             wall: Duration::from_secs(600),
-            output_bytes: 1024 * 1024,
+            output_bytes: MIB,
+            text_bytes: TEXT_BYTES,
+            result_bytes: RESULT_BYTES,
+            argument_bytes: ARGUMENT_BYTES,
         }
+    }
+}
+
+impl Limits {
+    /// The cap on strings the host builds for a script: `text_bytes`, and never more than
+    /// the Lua state may hold.
+    pub fn text_cap(&self) -> usize {
+        self.text_bytes.min(self.memory_bytes)
+    }
+}
+
+/// A byte count as people read it: `16 MiB`, `64 KiB` or `1000 bytes`.
+pub(crate) fn show_bytes(n: usize) -> String {
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= 1024 && n % 1024 == 0 {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -189,11 +248,22 @@ impl Output {
             room -= 1;
         }
         text.push_str(&s[..room]);
-        Err(format!(
+        Err(self.refusal())
+    }
+
+    /// How many more bytes fit: what `print` and `dump` may render before they stop.
+    pub(crate) fn room(&self) -> usize {
+        let text = self.text.lock().unwrap_or_else(|p| p.into_inner());
+        self.limit.saturating_sub(text.len())
+    }
+
+    /// The error of a script that printed past the cap.
+    pub(crate) fn refusal(&self) -> String {
+        format!(
             "{}: the script printed more than {} bytes; print less (summarise, or return a table)",
             ErrorCode::OutputLimit,
             self.limit
-        ))
+        )
     }
 
     /// Take what was written so far.

@@ -17,13 +17,12 @@ use serde_json::json;
 use kosmo_runtime::names::suggest;
 use kosmo_runtime::{CallError, DEFAULT_ACCOUNT, ErrorCode, Host, catalog};
 
-use crate::limits::Budget;
-use crate::sandbox::Prelude;
-use crate::values::{self, error_table};
+use crate::limits::{Budget, show_bytes};
+use crate::sandbox::{Prelude, error_table};
+use crate::values::{self, ConvertError};
 
 const REGISTRY_MAKE_INDEX: &str = "kosmo.make_index";
 const REGISTRY_MAKE_NEWINDEX: &str = "kosmo.make_newindex";
-const REGISTRY_ERROR_MT: &str = "kosmo.error_mt";
 
 /// One level of `app.integrations.klaviyo.<account>`.
 pub(crate) struct Node {
@@ -109,11 +108,7 @@ fn lookup(lua: &Lua, (ud, key): (AnyUserData, LuaValue)) -> mlua::Result<(LuaVal
         "function": name,
         "suggestion": suggestion.map(|s| format!("{}.{s}", node.path)),
     });
-    let table = values::from_json(lua, &error)?;
-    if let LuaValue::Table(t) = &table {
-        t.set_metatable(Some(lua.named_registry_value::<Table>(REGISTRY_ERROR_MT)?))?;
-    }
-    Ok((LuaValue::Nil, table))
+    Ok((LuaValue::Nil, LuaValue::Table(error_table(lua, &error)?)))
 }
 
 /// The thread the current evaluation runs on: Klaviyo calls must be made from it (an async
@@ -138,13 +133,13 @@ pub(crate) fn install(
     host: Arc<Host>,
     budget: Arc<Budget>,
     main: MainThread,
+    argument_bytes: usize,
 ) -> mlua::Result<()> {
     lua.set_named_registry_value(REGISTRY_MAKE_INDEX, prelude.make_index.clone())?;
     lua.set_named_registry_value(REGISTRY_MAKE_NEWINDEX, prelude.make_newindex.clone())?;
-    lua.set_named_registry_value(REGISTRY_ERROR_MT, prelude.error_mt.clone())?;
     lua.set_named_registry_value("kosmo.next", prelude.next.clone())?;
 
-    let invoke = invoke_function(lua, prelude, host.clone(), budget, main)?;
+    let invoke = invoke_function(lua, host.clone(), budget, main, argument_bytes)?;
     let functions: Vec<&str> = catalog()
         .functions()
         .iter()
@@ -213,25 +208,24 @@ pub(crate) fn install(
 }
 
 /// `invoke(account, name, args) -> true, result | false, error table`: the one Rust entry
-/// point of every Klaviyo function.
+/// point of every Klaviyo function. The arguments may take at most `argument_bytes` as JSON
+/// (see [`crate::Limits::argument_bytes`]).
 fn invoke_function(
     lua: &Lua,
-    prelude: &Prelude,
     host: Arc<Host>,
     budget: Arc<Budget>,
     main: MainThread,
+    argument_bytes: usize,
 ) -> mlua::Result<Function> {
-    let prelude = prelude.clone();
     lua.create_async_function(move |lua, (account, name, args): (Option<String>, String, LuaValue)| {
         let host = host.clone();
         let budget = budget.clone();
-        let prelude = prelude.clone();
         let on_main = main.is(lua.current_thread().to_pointer() as usize);
         async move {
             let account_name = account.clone().unwrap_or_else(|| DEFAULT_ACCOUNT.to_string());
             let refuse = |mut e: CallError| -> mlua::Result<(bool, LuaValue)> {
                 e.details.insert("account".into(), json!(account_name));
-                Ok((false, LuaValue::Table(error_table(&lua, &prelude.error_mt, &e.to_json())?)))
+                Ok((false, LuaValue::Table(error_table(&lua, &e.to_json())?)))
             };
             if !on_main {
                 return refuse(CallError::new(
@@ -241,9 +235,21 @@ fn invoke_function(
                      main code (or a function it calls)",
                 ));
             }
-            let args = match values::to_json(&lua, &args) {
+            let args = match values::to_json(&lua, &args, argument_bytes) {
                 Ok(v) => v,
-                Err(m) => {
+                Err(ConvertError::Lua(e)) => return Err(e),
+                Err(ConvertError::TooLarge(max)) => {
+                    let message = format!(
+                        "app.integrations.klaviyo.{name}: the arguments would be larger than {} as JSON \
+                         (Klaviyo itself accepts at most 100 KB for a profile)",
+                        show_bytes(max)
+                    );
+                    return refuse(CallError::invalid_argument(&name, "args", message));
+                }
+                Err(e @ ConvertError::TooManyKeys(_)) => {
+                    return refuse(CallError::invalid_argument(&name, "args", format!("arguments: {e}")));
+                }
+                Err(ConvertError::Invalid(m)) => {
                     return refuse(CallError::invalid_argument(&name, "args", format!("arguments: {m}")));
                 }
             };
@@ -252,7 +258,7 @@ fn invoke_function(
             budget.resume();
             match result {
                 Ok(value) => Ok((true, values::from_json(&lua, &value)?)),
-                Err(e) => Ok((false, LuaValue::Table(error_table(&lua, &prelude.error_mt, &e.to_json())?))),
+                Err(e) => Ok((false, LuaValue::Table(error_table(&lua, &e.to_json())?))),
             }
         }
     })

@@ -5,10 +5,19 @@
 //! `package` or `debug`. From the base library, `dofile`, `loadfile`, `require`,
 //! `collectgarbage` and `warn` are removed, `string.dump` too, and `load` only compiles text
 //! (crafted bytecode can crash the VM).
+//!
+//! Scripts cannot register finalizers: Lua runs `__gc` with hooks disabled, so a looping one
+//! escaped the CPU limit and kept the process alive forever (at exit, at the end of a REPL,
+//! or whenever an embedder dropped the session). `setmetatable` refuses a metatable with a
+//! `__gc` field, which closes the only door: Lua 5.4 marks an object for finalization only
+//! when `setmetatable` gives it a metatable that has `__gc` at that moment (a field added
+//! later is never run), `debug.setmetatable` is absent, and every metatable the host sets
+//! (the string metatable, mlua's array marker and userdata metatables, the error tables')
+//! is protected by `__metatable`, so scripts can neither reach nor change it.
 
 use std::sync::Arc;
 
-use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value as LuaValue, VmState};
 
 use crate::limits::Budget;
 
@@ -20,7 +29,7 @@ const HOOK_EVERY: u32 = 4096;
 const PRELUDE: &str = r#"
 local G, limit_hit = ...
 local raw_pcall, raw_xpcall, raw_error, raw_load = pcall, xpcall, error, load
-local type, getmetatable = type, getmetatable
+local type, getmetatable, raw_setmetatable, rawget = type, getmetatable, setmetatable, rawget
 local pack, unpack = table.pack, table.unpack
 local co_resume = coroutine.resume
 
@@ -47,6 +56,14 @@ end
 G.dofile, G.loadfile, G.require, G.collectgarbage, G.warn = nil, nil, nil, nil, nil
 string.dump = nil
 getmetatable("").__metatable = false
+
+-- No finalizers (see the module's documentation): `rawget` because Lua reads `__gc` raw.
+G.setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    raw_error("setmetatable: metatables with __gc are not allowed (scripts cannot register finalizers)", 2)
+  end
+  return raw_setmetatable(t, mt)
+end
 
 -- Host functions written in Rust return `true, ...` or `false, message`: raise the message
 -- from the caller's line, as Lua's own functions do.
@@ -83,10 +100,16 @@ local function make_newindex(describe)
   end
 end
 
+-- Protected: a script that could read it could dress its own tables as the host's errors.
 local error_mt = {
   __tostring = function(e) return tostring(e.code) .. ": " .. tostring(e.message) end,
   __name = "kosmo.error",
+  __metatable = false,
 }
+
+-- The error tables the host made, with the code it gave each: a script's table raised as an
+-- error is the script's error whatever its `code` field says.
+local host_errors = raw_setmetatable({}, {__mode = "k", __metatable = false})
 
 -- Runs a script, keeping its error value as it is (tables stay tables).
 local function keep(e) return e end
@@ -94,7 +117,8 @@ local function runner(script, ...) return pack(raw_xpcall(script, keep, ...)) en
 
 return {
   runner = runner, lift = lift, make_fn = make_fn, make_index = make_index,
-  make_newindex = make_newindex, error_mt = error_mt, tostring = tostring, next = next,
+  make_newindex = make_newindex, error_mt = error_mt, host_errors = host_errors,
+  tostring = tostring, next = next,
 }
 "#;
 
@@ -113,6 +137,8 @@ pub(crate) struct Prelude {
     pub make_newindex: Function,
     /// Metatable of error tables (`__tostring` gives `code: message`).
     pub error_mt: Table,
+    /// Weak-keyed: each error table the host made -> the code it gave it.
+    pub host_errors: Table,
     /// The original `tostring`.
     pub tostring: Function,
     /// The original `next`.
@@ -147,8 +173,42 @@ pub(crate) fn new_state(budget: Arc<Budget>) -> mlua::Result<(Lua, Prelude)> {
         make_index: handles.get("make_index")?,
         make_newindex: handles.get("make_newindex")?,
         error_mt: handles.get("error_mt")?,
+        host_errors: handles.get("host_errors")?,
         tostring: handles.get("tostring")?,
         next: handles.get("next")?,
     };
+    lua.set_named_registry_value(REGISTRY_ERROR_MT, prelude.error_mt.clone())?;
+    lua.set_named_registry_value(REGISTRY_HOST_ERRORS, prelude.host_errors.clone())?;
     Ok((lua, prelude))
+}
+
+/// Where [`Prelude::error_mt`] and [`Prelude::host_errors`] are kept for host code that has no
+/// [`Prelude`] at hand (the `app` proxies' `__index`).
+const REGISTRY_ERROR_MT: &str = "kosmo.error_mt";
+const REGISTRY_HOST_ERRORS: &str = "kosmo.host_errors";
+
+/// A host error table (`code`, `message`, ...): protected `__tostring` metatable, and
+/// recorded as the host's so that its code is believed when the script ends with it.
+pub(crate) fn error_table(lua: &Lua, error: &serde_json::Value) -> mlua::Result<Table> {
+    let table = match crate::values::from_json(lua, error)? {
+        LuaValue::Table(t) => t,
+        _ => lua.create_table()?,
+    };
+    table.set_metatable(Some(lua.named_registry_value::<Table>(REGISTRY_ERROR_MT)?))?;
+    let code = error
+        .get("code")
+        .and_then(|c| c.as_str())
+        .unwrap_or_default();
+    lua.named_registry_value::<Table>(REGISTRY_HOST_ERRORS)?
+        .raw_set(table.clone(), code)?;
+    Ok(table)
+}
+
+/// The code the host gave `table`, if the host made it.
+pub(crate) fn host_error_code(lua: &Lua, table: &Table) -> Option<String> {
+    let errors: Table = lua.named_registry_value(REGISTRY_HOST_ERRORS).ok()?;
+    errors
+        .raw_get::<Option<String>>(table.clone())
+        .ok()
+        .flatten()
 }

@@ -455,11 +455,9 @@ impl McpClients {
             } else {
                 format!("tool `{tool}` of MCP server `{server}` failed: {text}")
             };
-            // Until an ErrorCode for tool errors exists, `bad_request` is the closest: the
-            // peer answered, and refused what was asked.
-            let mut e = CallError::new(ErrorCode::BadRequest, path, message)
-                .with("tool_error", true)
-                .with("content", content);
+            // MCP: a tool's own failure is a result with `isError`, not a protocol error.
+            let mut e =
+                CallError::new(ErrorCode::ToolError, path, message).with("content", content);
             if let Some(s) = result.structured_content {
                 e = e.with("structured_content", s);
             }

@@ -6,14 +6,53 @@ use std::sync::Arc;
 
 use http::uri::{Authority, Scheme, Uri};
 
+/// Shortest API key accepted. Klaviyo's private keys are `pk_` and 34 more characters; a key of
+/// 1-3 characters could not be redacted from output without garbling ordinary text, so such keys
+/// are refused where they are configured (finding 8/9), and every accepted key is redacted.
+pub const MIN_API_KEY_LEN: usize = 8;
+
+/// Longest API key accepted (a key is sent in every request's `Authorization` header).
+pub const MAX_API_KEY_LEN: usize = 256;
+
+/// The environment variable that allows `http://` base URLs to hosts other than loopback
+/// (`KOSMO_ALLOW_INSECURE_HTTP=1`): the key would cross the network in clear text.
+pub const ALLOW_INSECURE_HTTP_ENV: &str = "KOSMO_ALLOW_INSECURE_HTTP";
+
 /// A Klaviyo private API key. Its `Debug` and `Display` print `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ApiKey(Arc<str>);
 
 impl ApiKey {
-    /// Wrap a key.
+    /// Wrap a key as it is (embedders that validated it themselves, tests). Keys a person
+    /// configures go through [`ApiKey::parse`].
     pub fn new(key: impl Into<String>) -> Self {
         ApiKey(Arc::from(key.into()))
+    }
+
+    /// Check a configured key: the one rule for every place a key comes from (the environment,
+    /// `integrations:configure`, `accounts.json`), so a key one accepts the others accept too
+    /// (finding 9). Surrounding whitespace is trimmed; what is left must be
+    /// [`MIN_API_KEY_LEN`] to [`MAX_API_KEY_LEN`] printable ASCII characters without spaces,
+    /// which is also exactly what an HTTP header value can carry, so a bad key fails here and
+    /// not after a request was attempted. The error never contains the key.
+    pub fn parse(text: &str) -> Result<ApiKey, String> {
+        let key = text.trim();
+        let rule = format!(
+            "a key is {MIN_API_KEY_LEN} to {MAX_API_KEY_LEN} printable ASCII characters without spaces"
+        );
+        if key.is_empty() {
+            return Err(format!("the API key is empty ({rule})"));
+        }
+        if let Some(i) = key.chars().position(|c| !c.is_ascii_graphic()) {
+            return Err(format!(
+                "the API key contains a space, a control character or a non-ASCII character at position {} ({rule})",
+                i + 1
+            ));
+        }
+        if !(MIN_API_KEY_LEN..=MAX_API_KEY_LEN).contains(&key.len()) {
+            return Err(format!("the API key has {} characters ({rule})", key.len()));
+        }
+        Ok(ApiKey::new(key))
     }
 
     /// The key itself, for the `Authorization` header and for redaction.
@@ -43,28 +82,48 @@ pub struct BaseUrl {
 }
 
 impl BaseUrl {
-    /// Parse `http(s)://host[:port][/prefix]`.
+    /// Parse `https://host[:port][/prefix]`, or `http://` to a loopback host (`localhost`,
+    /// `127.x.x.x`, `[::1]`): the one check of every base URL, wherever it comes from
+    /// (finding 9). Plain `http://` elsewhere would send the key in clear text, so it needs
+    /// `KOSMO_ALLOW_INSECURE_HTTP=1` ([`ALLOW_INSECURE_HTTP_ENV`]). The port must be 1-65535;
+    /// credentials (`user:pass@`), a query and a fragment are refused. Errors never repeat the
+    /// URL's credentials.
     pub fn parse(text: &str) -> Result<Self, String> {
+        BaseUrl::parse_with(text, insecure_http_allowed())
+    }
+
+    /// [`BaseUrl::parse`] with the `http://` opt-in given rather than read from the
+    /// environment.
+    pub fn parse_with(text: &str, allow_insecure_http: bool) -> Result<Self, String> {
+        let text = text.trim();
+        let shown = without_userinfo(text);
+        let bad = |why: &str| format!("base URL `{shown}` {why}");
         let uri: Uri = text
-            .trim()
             .parse()
-            .map_err(|e| format!("invalid base URL {text:?}: {e}"))?;
+            .map_err(|e| bad(&format!("is not a valid URL: {e}")))?;
         let scheme = uri
             .scheme()
             .cloned()
-            .ok_or_else(|| format!("base URL {text:?} has no scheme"))?;
+            .ok_or_else(|| bad("has no scheme: write https://host"))?;
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
-            return Err(format!("base URL {text:?} must be http or https"));
+            return Err(bad("must be https (or http to a loopback host)"));
         }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| format!("base URL {text:?} has no host"))?;
+        let authority = uri.authority().cloned().ok_or_else(|| bad("has no host"))?;
         if authority.as_str().contains('@') {
-            return Err(format!("base URL {text:?} must not carry credentials"));
+            return Err(bad("must not carry credentials (user:password@)"));
         }
-        if uri.query().is_some() {
-            return Err(format!("base URL {text:?} must not have a query"));
+        if authority.host().is_empty() {
+            return Err(bad("has no host"));
+        }
+        check_port(&authority).map_err(|why| bad(&why))?;
+        if uri.query().is_some() || text.contains('#') {
+            return Err(bad("must not have a query or a fragment"));
+        }
+        if scheme == Scheme::HTTP && !is_loopback(authority.host()) && !allow_insecure_http {
+            return Err(bad(&format!(
+                "uses plain http to a host that is not loopback, which would send the API key in clear \
+                 text: use https, or set {ALLOW_INSECURE_HTTP_ENV}=1 to allow it"
+            )));
         }
         let prefix = uri.path().trim_end_matches('/').to_string();
         Ok(BaseUrl {
@@ -77,6 +136,53 @@ impl BaseUrl {
     /// The URL as text.
     pub fn as_string(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.prefix)
+    }
+}
+
+/// Whether `KOSMO_ALLOW_INSECURE_HTTP=1` is set.
+pub fn insecure_http_allowed() -> bool {
+    std::env::var(ALLOW_INSECURE_HTTP_ENV).is_ok_and(|v| v.trim() == "1")
+}
+
+/// `http::Authority` keeps a port it cannot represent (`:99999`, `:`) as text and reports
+/// none; a base URL must have no port or one in 1-65535.
+fn check_port(authority: &Authority) -> Result<(), String> {
+    let text = authority.as_str();
+    // The port follows the last `:` after the host (an IPv6 host is bracketed).
+    let host_end = text.rfind(']').map_or(0, |i| i + 1);
+    let Some(colon) = text[host_end..].rfind(':') else {
+        return Ok(());
+    };
+    let port = &text[host_end + colon + 1..];
+    match port.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        _ => Err(format!(
+            "has port `{port}`: a port is a number from 1 to 65535"
+        )),
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `[::1]`: traffic that never leaves the machine.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `text` with any `user:password@` before its host removed, for messages: a proxy password in
+/// a URL must never be echoed (finding 8), even when the URL is otherwise invalid.
+pub fn without_userinfo(text: &str) -> String {
+    let (scheme, rest) = match text.find("://") {
+        Some(i) => text.split_at(i + 3),
+        None => ("", text),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+        None => text.to_string(),
     }
 }
 
@@ -129,5 +235,72 @@ mod tests {
         assert!(BaseUrl::parse("ftp://x").is_err());
         assert!(BaseUrl::parse("https://user:pw@x").is_err());
         assert!(BaseUrl::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn base_url_rules() {
+        for ok in [
+            "https://a.klaviyo.com",
+            "https://a.klaviyo.com:443/api",
+            "http://localhost:8080",
+            "http://127.0.0.1:65535",
+            "http://[::1]:1/x",
+        ] {
+            assert!(BaseUrl::parse_with(ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://example.com",
+            "http://10.0.0.1:80",
+            "https://host:99999",
+            "https://host:0",
+            "https://host:",
+            "https://host:8a",
+            "https://host/#frag",
+            "https://host/?q=1",
+            "https://:443",
+        ] {
+            assert!(BaseUrl::parse_with(bad, false).is_err(), "{bad}");
+        }
+        assert!(BaseUrl::parse_with("http://example.com", true).is_ok());
+    }
+
+    #[test]
+    fn url_credentials_never_show_in_errors() {
+        for text in [
+            "http://user:s3cretpw@example.com",
+            "http://user:s3cretpw@example.com:99999/x",
+            "http://user:s3cret pw@exa mple.com",
+            "user:s3cretpw@host",
+        ] {
+            let e = BaseUrl::parse_with(text, false).unwrap_err();
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        assert_eq!(without_userinfo("https://u:p@h:1/a@b"), "https://h:1/a@b");
+        assert_eq!(without_userinfo("https://h/a@b"), "https://h/a@b");
+    }
+
+    #[test]
+    fn api_key_rules() {
+        assert_eq!(
+            ApiKey::parse(" pk_abcdef12 \n").unwrap().expose(),
+            "pk_abcdef12"
+        );
+        for bad in [
+            "",
+            "pk_1",
+            "pk_abc def123",
+            "pk_abc\ndef123",
+            "pk_abcdéf123",
+        ] {
+            let e = ApiKey::parse(bad).unwrap_err();
+            assert!(e.contains("printable ASCII"), "{e}");
+        }
+        assert!(ApiKey::parse(&"k".repeat(MAX_API_KEY_LEN + 1)).is_err());
+        // The error names the problem, never the key.
+        assert!(
+            !ApiKey::parse("pk_secret value")
+                .unwrap_err()
+                .contains("secret")
+        );
     }
 }

@@ -653,6 +653,9 @@ fn first_sentence(text: &str) -> String {
 }
 
 /// Walks the resolved WIT and turns its names into the Lua spelling.
+/// The largest integer a JSON number (an IEEE 754 double) holds exactly: 2^53 - 1.
+const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
+
 /// Which way a value travels: arguments in, results out.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -839,17 +842,20 @@ impl<'a> Reader<'a> {
     /// names become snake_case, enums their snake_case case names, `properties` text a JSON
     /// object. An `option` is left out of `required` on input and may be `null` on output.
     fn schema(&self, ty: &Type, field: &str, side: Side) -> serde_json::Value {
-        let integer = |min: i128, max: i128| json!({"type": "integer", "minimum": min, "maximum": max});
+        let integer =
+            |min: i128, max: i128| json!({"type": "integer", "minimum": min, "maximum": max});
         match ty {
             Type::Bool => json!({"type": "boolean"}),
             Type::U8 => integer(0, u8::MAX.into()),
             Type::U16 => integer(0, u16::MAX.into()),
             Type::U32 => integer(0, u32::MAX.into()),
-            Type::U64 => integer(0, u64::MAX.into()),
+            // JSON numbers are doubles in most clients (RFC 8259 §6): bound 64-bit integers
+            // at 2^53 - 1, which a double still holds exactly.
+            Type::U64 => integer(0, MAX_SAFE_INTEGER),
             Type::S8 => integer(i8::MIN.into(), i8::MAX.into()),
             Type::S16 => integer(i16::MIN.into(), i16::MAX.into()),
             Type::S32 => integer(i32::MIN.into(), i32::MAX.into()),
-            Type::S64 => integer(i64::MIN.into(), i64::MAX.into()),
+            Type::S64 => integer(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
             Type::F32 | Type::F64 => json!({"type": "number"}),
             // A JSON object travelling as text (WIT docs of `properties`); input also takes
             // the text itself.
@@ -1040,7 +1046,10 @@ mod tests {
         let get = c.function("get_profile").unwrap();
         assert_eq!(get.input_schema["required"], json!(["profile_id"]));
         assert_eq!(get.input_schema["additionalProperties"], json!(false));
-        assert_eq!(get.input_schema["properties"]["profile_id"]["type"], "string");
+        assert_eq!(
+            get.input_schema["properties"]["profile_id"]["type"],
+            "string"
+        );
         let out = &get.output_schema;
         assert_eq!(out["properties"]["properties"]["type"], "object");
         assert_eq!(

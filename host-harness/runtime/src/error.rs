@@ -40,6 +40,8 @@ pub enum ErrorCode {
     UnknownFunction,
     /// A name under `app` that does not exist.
     UnknownName,
+    /// An MCP tool answered with an error result (`isError`).
+    ToolError,
     /// The account's policy refused the call.
     PermissionDenied,
     /// The account has no API key.
@@ -85,6 +87,7 @@ impl ErrorCode {
         ErrorCode::InvalidResponse,
         ErrorCode::UnknownFunction,
         ErrorCode::UnknownName,
+        ErrorCode::ToolError,
         ErrorCode::PermissionDenied,
         ErrorCode::NotConfigured,
         ErrorCode::CpuLimit,
@@ -117,6 +120,7 @@ impl ErrorCode {
             ErrorCode::InvalidResponse => "invalid_response",
             ErrorCode::UnknownFunction => "unknown_function",
             ErrorCode::UnknownName => "unknown_name",
+            ErrorCode::ToolError => "tool_error",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::NotConfigured => "not_configured",
             ErrorCode::CpuLimit => "cpu_limit",
@@ -175,6 +179,10 @@ impl ErrorCode {
             ErrorCode::UnknownName => {
                 "A name under `app` (an integration, an account, a field) that does not exist; the \
                  message suggests the closest one."
+            }
+            ErrorCode::ToolError => {
+                "An MCP tool answered with an error result (`isError`); its content is kept under \
+                 `content`, with `server` and `tool`."
             }
             ErrorCode::PermissionDenied => {
                 "The account's policy is `deny`, or `ask` with no terminal to ask on (or the person \

@@ -5,7 +5,7 @@
 //! call through [`Host::invoke`], so a policy holds whatever the surface.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,12 @@ use crate::runtime::{Runtime, RuntimeConfig};
 
 /// Name of the account used when none is named.
 pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// Call records a host keeps between two [`Host::take_records`] (one evaluation): the first
+/// this many; later calls are only counted ([`Host::records_dropped`]). Without a cap a script
+/// looping over failing calls grew records without bound (security review, finding 1d/4:
+/// a million calls held 3.9 GB of records and printed a 207 MB envelope).
+pub const MAX_CALL_RECORDS: usize = 1000;
 
 /// One account a session may use.
 #[derive(Clone, Debug)]
@@ -79,12 +85,32 @@ impl CallRecord {
     }
 }
 
+/// The records of the calls since the last take: at most [`MAX_CALL_RECORDS`], the rest
+/// counted.
+#[derive(Default)]
+struct Records {
+    kept: Vec<CallRecord>,
+    dropped: u64,
+}
+
+impl Records {
+    fn push(&mut self, record: CallRecord) {
+        if self.kept.len() < MAX_CALL_RECORDS {
+            self.kept.push(record);
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
 /// Runs Klaviyo functions for named accounts, enforcing their policies.
 pub struct Host {
     runtime: OnceCell<Runtime>,
     options: HostOptions,
     accounts: BTreeMap<String, AccountConfig>,
-    records: Mutex<Vec<CallRecord>>,
+    records: Mutex<Records>,
+    /// How many calls the last [`Host::take_records`] left out.
+    last_dropped: AtomicU64,
     /// (account, kind) pairs approved for the rest of the run at the prompt.
     approved: Mutex<HashSet<(String, Kind)>>,
     bypassed: AtomicBool,
@@ -100,7 +126,8 @@ impl Host {
                 .into_iter()
                 .map(|a| (a.account.name.clone(), a))
                 .collect(),
-            records: Mutex::new(Vec::new()),
+            records: Mutex::new(Records::default()),
+            last_dropped: AtomicU64::new(0),
             approved: Mutex::new(HashSet::new()),
             bypassed: AtomicBool::new(false),
         }
@@ -135,9 +162,19 @@ impl Host {
         self.bypassed.load(Ordering::SeqCst)
     }
 
-    /// The calls made since the last take.
+    /// The calls made since the last take: the first [`MAX_CALL_RECORDS`] of them; how many
+    /// more there were is [`Host::records_dropped`] until the next take.
     pub fn take_records(&self) -> Vec<CallRecord> {
-        std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()))
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = std::mem::take(&mut *records);
+        self.last_dropped.store(taken.dropped, Ordering::SeqCst);
+        taken.kept
+    }
+
+    /// How many calls the last [`Host::take_records`] did not return because there were more
+    /// than [`MAX_CALL_RECORDS`] (the CLI reports it as `meta.integration_calls_dropped`).
+    pub fn records_dropped(&self) -> u64 {
+        self.last_dropped.load(Ordering::SeqCst)
     }
 
     /// Call `function` for `account` (default when `None`) with JSON arguments.
@@ -328,5 +365,25 @@ impl Host {
                     .map_err(|e| format!("loading the Klaviyo component failed: {e:#}"))
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn call_records_are_capped_and_the_rest_counted() {
+        // No account: every call fails before the component is even loaded.
+        let host = Host::new(Vec::new(), HostOptions::default());
+        let extra = 250;
+        for _ in 0..MAX_CALL_RECORDS + extra {
+            let e = host.invoke(None, "get_profile", &json!({})).await;
+            assert_eq!(e.unwrap_err().code, ErrorCode::NotConfigured);
+        }
+        assert_eq!(host.take_records().len(), MAX_CALL_RECORDS);
+        assert_eq!(host.records_dropped(), extra as u64);
+        assert!(host.take_records().is_empty());
+        assert_eq!(host.records_dropped(), 0, "counted per take");
     }
 }

@@ -9,13 +9,16 @@ use serde_json::json;
 
 #[test]
 fn compiled_components_are_cached_and_reused() {
-    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    // The cache and its parent must be private to the user: a tempdir's own parent is the
+    // world-writable /tmp, so the cache is one level down (as under $KOSMO_HOME).
+    let dir = root.path().join("cache");
     let config = RuntimeConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
+        cache_dir: Some(dir.clone()),
         ..RuntimeConfig::default()
     };
     let first = Runtime::new(config.clone()).unwrap();
-    let artifacts: Vec<_> = std::fs::read_dir(dir.path())
+    let artifacts: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
