@@ -37,6 +37,18 @@ pub enum Command {
     /// Show the documentation: `klaviyo` or `klaviyo.<function>`.
     #[command(name = "integrations:docs")]
     Docs(DocsArgs),
+    /// `integrations:lua` without `app.integrations`: a Lua script over the configured MCP
+    /// servers (`app.mcp.*`, `mcp.*`), same options, envelope and exit codes.
+    #[command(name = "mcp:lua")]
+    McpLua(LuaArgs),
+    /// Add, list or remove MCP servers in $KOSMO_HOME/mcp.json (never printing env or header
+    /// values).
+    #[command(name = "mcp:configure")]
+    McpConfigure(McpConfigureArgs),
+    /// Serve the Klaviyo functions as MCP tools (`klaviyo_<function>`) on standard input and
+    /// output until it closes; logs go to standard error.
+    #[command(name = "mcp:serve")]
+    McpServe(McpServeArgs),
     /// Serve the Klaviyo emulator on loopback until Ctrl-C: every API key gets its own
     /// account, kept across runs (a `--sandbox` run gets a fresh one). Prints its URL first.
     #[command(name = "emulator")]
@@ -121,6 +133,70 @@ pub struct ConfigureArgs {
     /// Remove the account.
     #[arg(long, conflicts_with_all = ["set", "read", "write"])]
     pub remove: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct McpConfigureArgs {
+    /// The server's name: letters, digits, `_` and `-`.
+    #[arg(required_unless_present = "list")]
+    pub name: Option<String>,
+    /// A stdio server: the program to start.
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["url", "headers"])]
+    pub command: Option<String>,
+    /// An argument of the program (repeat for more).
+    #[arg(
+        long = "arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "command"
+    )]
+    pub args: Vec<String>,
+    /// An environment variable for the program, `K=V` (`${VAR}` expands when it starts).
+    #[arg(long = "env", value_name = "K=V", requires = "command")]
+    pub env: Vec<String>,
+    /// A streamable-HTTP server: its URL.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A header sent to the server, `K=V` (`${VAR}` expands when it connects).
+    #[arg(long = "header", value_name = "K=V", requires = "url")]
+    pub headers: Vec<String>,
+    /// Policy for its tools marked readOnlyHint: allow, ask or deny (default allow).
+    #[arg(long, value_name = "POLICY")]
+    pub read: Option<Access>,
+    /// Policy for its other tools: allow, ask or deny (default ask).
+    #[arg(long, value_name = "POLICY")]
+    pub write: Option<Access>,
+    /// List the servers of $KOSMO_HOME/mcp.json and ./.mcp.json (never env or header values).
+    #[arg(long, conflicts_with_all = ["name", "command", "url", "read", "write", "remove"])]
+    pub list: bool,
+    /// Remove the server from $KOSMO_HOME/mcp.json.
+    #[arg(long, conflicts_with_all = ["command", "url", "read", "write"])]
+    pub remove: bool,
+    /// Print one JSON object (success, result, error, meta) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct McpServeArgs {
+    /// Serve a fresh Klaviyo emulator with throwaway keys (writes allowed, user-generated
+    /// content served: the data is the caller's own).
+    #[arg(long)]
+    pub sandbox: bool,
+    /// An account the tools may use (repeat for more; the first is the default). Default:
+    /// the default account.
+    #[arg(long = "account", value_name = "NAME")]
+    pub accounts: Vec<String>,
+    /// Serve reads only: write tools are not listed and are refused.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Serve the tools whose results carry user-generated content (profile and event
+    /// properties written by a shop's visitors: a prompt-injection path into the agent).
+    #[arg(long)]
+    pub allow_user_content: bool,
+    /// Lift `ask` and `deny` permissions for the whole session.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

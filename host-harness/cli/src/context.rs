@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use kosmo_emulator::{Emulator, EmulatorOptions};
+use kosmo_mcp::McpClients;
 use kosmo_runtime::{
     Account, AccountConfig, ApiKey, DEFAULT_ACCOUNT, ErrorCode, Host, HostOptions, Policy,
     Prompter, RuntimeConfig,
@@ -26,6 +27,9 @@ pub struct Context {
     pub redactor: Redactor,
     /// The emulator of `--sandbox` (kept alive for the run).
     pub emulator: Option<Emulator>,
+    /// The configured MCP servers, for the commands that use them (`integrations:lua`,
+    /// `mcp:lua`): closed at the end of the run, killed by the watchdog's exit.
+    pub mcp: Option<Arc<McpClients>>,
     options: RunOptions,
 }
 
@@ -43,6 +47,19 @@ impl Context {
     /// Build from the options; `may_prompt` says whether an `ask` policy may ask on the
     /// terminal (not when standard input carries the code).
     pub async fn build(options: &RunOptions, may_prompt: bool) -> Result<Context, SetupError> {
+        let prompter: Option<Arc<dyn Prompter>> = if may_prompt {
+            TerminalPrompter::if_interactive().map(|p| Arc::new(p) as Arc<dyn Prompter>)
+        } else {
+            None
+        };
+        Context::build_with(options, prompter).await
+    }
+
+    /// Build with this prompter for `ask` policies (`mcp:serve` asks through MCP elicitation).
+    pub async fn build_with(
+        options: &RunOptions,
+        prompter: Option<Arc<dyn Prompter>>,
+    ) -> Result<Context, SetupError> {
         let home = accounts::home_dir();
         let env = EnvAccount::from_env();
         let mut redactor = Redactor::new(unchecked_keys(env.iter().map(|e| e.api_key.clone())));
@@ -86,11 +103,6 @@ impl Context {
             emulator = Some(emu);
         }
 
-        let prompter: Option<Arc<dyn Prompter>> = if may_prompt {
-            TerminalPrompter::if_interactive().map(|p| Arc::new(p) as Arc<dyn Prompter>)
-        } else {
-            None
-        };
         let host = Host::new(
             list,
             HostOptions {
@@ -109,6 +121,7 @@ impl Context {
             host: Arc::new(host),
             redactor,
             emulator,
+            mcp: None,
             options: options.clone(),
         })
     }
@@ -130,6 +143,9 @@ impl Context {
         );
         if let Some(emu) = &self.emulator {
             meta.insert("sandbox_url".into(), json!(emu.base_url()));
+        }
+        if let Some(mcp) = &self.mcp {
+            meta.insert("mcp_servers".into(), json!(mcp.config().names()));
         }
         meta.insert("kosmo_version".into(), json!(env!("CARGO_PKG_VERSION")));
         meta

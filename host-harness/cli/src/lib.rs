@@ -5,6 +5,12 @@
 //! - `integrations:call klaviyo.<fn> [--args JSON | --name value ...]`: one call, same envelope;
 //! - `integrations:configure klaviyo --account NAME --set api_key=KEY ...`: store an account;
 //! - `integrations:docs [klaviyo[.fn]]`: the docs generated from the WIT;
+//! - `mcp:lua [FILE] [--eval CODE] ...`: `integrations:lua` without `app.integrations`, over
+//!   the MCP servers of `.mcp.json` and `$KOSMO_HOME/mcp.json` (`integrations:lua` has them too);
+//! - `mcp:configure NAME (--command CMD [--arg A]... [--env K=V]... | --url URL [--header K=V]...)`,
+//!   `--list`, `--remove`: the servers of `$KOSMO_HOME/mcp.json`;
+//! - `mcp:serve [--sandbox] [--account NAME]... [--read-only] [--allow-user-content]`: the
+//!   Klaviyo functions as an MCP server on stdio;
 //! - `emulator [--port N] [--tls-cert PEM --tls-key PEM]`: the Klaviyo emulator as a server.
 //!
 //! Exit codes: 0 success, 1 the script (or call) failed, 2 no code or a wrong option.
@@ -18,6 +24,9 @@ mod configure;
 mod context;
 mod emulator;
 mod envelope;
+mod mcp;
+mod mcp_configure;
+mod mcp_serve;
 mod prompt;
 mod redact;
 mod repl;
@@ -44,7 +53,10 @@ pub fn run_args(args: Vec<std::ffi::OsString>) -> i32 {
         Err(e) => return usage_error(e, &args),
     };
     match cli.command {
-        Command::Lua(a) => run::lua(a),
+        Command::Lua(a) => run::lua(a, true),
+        Command::McpLua(a) => run::lua(a, false),
+        Command::McpConfigure(a) => mcp_configure::configure(a),
+        Command::McpServe(a) => mcp_serve::serve(a),
         Command::Call(a) => call::call(a),
         Command::Configure(a) => configure::configure(a),
         Command::Docs(a) => docs_command(a),

@@ -1,11 +1,12 @@
-//! `kosmo integrations:lua`: read the code, set up the session, run it under a watchdog, and
-//! print the envelope.
+//! `kosmo integrations:lua` and `kosmo mcp:lua`: read the code, set up the session (with the
+//! configured MCP servers), run it under a watchdog, print the envelope, and stop the servers.
 
 use std::io::{IsTerminal, Read};
+use std::sync::Arc;
 
 use serde_json::json;
 
-use kosmo_lua::{Limits, Session};
+use kosmo_lua::{Limits, Session, SessionOptions};
 
 use crate::args::{EXIT_USAGE, LuaArgs, RunOptions};
 use crate::context::{Context, SetupError};
@@ -88,8 +89,9 @@ pub(super) fn usage(options: &RunOptions, message: &str) -> i32 {
     .report(options)
 }
 
-/// `integrations:lua`.
-pub(super) fn lua(args: LuaArgs) -> i32 {
+/// `integrations:lua` (`integrations` set) or `mcp:lua` (the same without
+/// `app.integrations`).
+pub(super) fn lua(args: LuaArgs, integrations: bool) -> i32 {
     let code = if args.repl {
         None
     } else {
@@ -105,41 +107,67 @@ pub(super) fn lua(args: LuaArgs) -> i32 {
     // Prompts read standard input: not when it carries the code or REPL lines.
     let may_prompt = code.as_ref().is_some_and(|(_, name)| name != "=stdin") && !args.repl;
     let exit = runtime.block_on(async {
-        let ctx = match Context::build(&args.run, may_prompt).await {
+        let mut ctx = match Context::build(&args.run, may_prompt).await {
             Ok(ctx) => ctx,
             Err(e) => return e.report(&args.run),
         };
-        let session = match Session::new(ctx.host.clone(), limits(&args)) {
-            Ok(s) => s,
-            Err(message) => {
-                return SetupError {
-                    message,
-                    exit: EXIT_USAGE,
-                    redactor: ctx.redactor.clone(),
-                }
-                .report(&args.run);
-            }
+        let clients = match crate::mcp::clients(&ctx.host, &ctx.redactor) {
+            Ok(c) => c,
+            Err(e) => return e.report(&args.run),
         };
-        match code {
-            None => crate::repl::run(&session, &ctx, args.run.json).await,
-            Some((code, name)) => {
-                let guard = spawn_watchdog(session.watchdog(), &ctx, &session, args.run.json);
-                let outcome = session.eval(&code, &name).await;
-                guard.disarm();
-                let mut meta = ctx.meta();
-                meta.insert(
-                    "limits".into(),
-                    json!({
-                        "memory_bytes": session.limits().memory_bytes,
-                        "cpu_seconds": session.limits().cpu.as_secs_f64(),
-                        "output_bytes": session.limits().output_bytes,
-                    }),
-                );
-                Envelope::from_outcome(outcome, meta).print(args.run.json, &ctx.redactor)
-            }
-        }
+        ctx.mcp = Some(clients.clone());
+        let exit = run_session(&args, &ctx, code, integrations).await;
+        // Servers start on first use and stop here, on every path out of the run (MCP
+        // lifecycle, shutdown: close the server's input, wait, then kill its group).
+        clients.close().await;
+        exit
     });
     // Blocking tasks (a prompt waiting on stdin) must not hold the process open.
     runtime.shutdown_background();
     exit
+}
+
+/// Set up the session and run the code (or the REPL); the exit code.
+async fn run_session(
+    args: &LuaArgs,
+    ctx: &Context,
+    code: Option<(String, String)>,
+    integrations: bool,
+) -> i32 {
+    let options = SessionOptions {
+        integrations,
+        tools: ctx
+            .mcp
+            .clone()
+            .map(|c| Arc::new(crate::mcp::Servers(c)) as Arc<dyn kosmo_lua::ToolServers>),
+    };
+    let session = match Session::with_options(ctx.host.clone(), limits(args), options) {
+        Ok(s) => s,
+        Err(message) => {
+            return SetupError {
+                message,
+                exit: EXIT_USAGE,
+                redactor: ctx.redactor.clone(),
+            }
+            .report(&args.run);
+        }
+    };
+    match code {
+        None => crate::repl::run(&session, ctx, args.run.json).await,
+        Some((code, name)) => {
+            let guard = spawn_watchdog(session.watchdog(), ctx, &session, args.run.json);
+            let outcome = session.eval(&code, &name).await;
+            guard.disarm();
+            let mut meta = ctx.meta();
+            meta.insert(
+                "limits".into(),
+                json!({
+                    "memory_bytes": session.limits().memory_bytes,
+                    "cpu_seconds": session.limits().cpu.as_secs_f64(),
+                    "output_bytes": session.limits().output_bytes,
+                }),
+            );
+            Envelope::from_outcome(outcome, meta).print(args.run.json, &ctx.redactor)
+        }
+    }
 }

@@ -49,6 +49,7 @@ pub(crate) fn spawn_watchdog(
     let stop = done.clone();
     let redactor = ctx.redactor.clone();
     let meta = ctx.meta();
+    let mcp = ctx.mcp.clone();
     let cpu = session.limits().cpu;
     let started = std::time::Instant::now();
     let _ = std::thread::Builder::new().name("kosmo-watchdog".into()).spawn(move || {
@@ -63,6 +64,11 @@ pub(crate) fn spawn_watchdog(
                 envelope.output = watchdog.take_output();
                 envelope.execution_time_ms = started.elapsed().as_millis() as u64;
                 let exit = envelope.print(json_mode, &redactor);
+                // `exit` runs no destructor: stop the MCP servers now (they lead their own
+                // process groups, so nothing else would).
+                if let Some(mcp) = &mcp {
+                    mcp.kill_now();
+                }
                 std::process::exit(exit);
             }
         }

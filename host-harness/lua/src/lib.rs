@@ -6,7 +6,9 @@
 //!   script values ([`Limits`]);
 //! - `values`: Lua <-> JSON and `dump`'s readable form;
 //! - `globals` and `regex`: `print`, `dump`, `json`, `docs`, `lua_read_doc`, `regex`;
-//! - `proxy`: the read-only `app` tables.
+//! - `proxy`: the read-only `app` tables;
+//! - `mcp` and `mcp_docs`: `app.mcp`, `mcp.*` and the `mcp` docs topics, over the embedder's
+//!   [`ToolServers`] (no MCP library here).
 //!
 //! Accounts, permissions and call records are [`kosmo_runtime::Host`]'s: a session wraps one.
 //!
@@ -27,6 +29,8 @@
 
 mod globals;
 mod limits;
+mod mcp;
+mod mcp_docs;
 mod proxy;
 mod regex;
 mod sandbox;
@@ -41,11 +45,12 @@ use serde_json::{Value, json};
 
 use kosmo_runtime::{CallRecord, ErrorCode, Host};
 pub use limits::{ARGUMENT_BYTES, Limits, RESULT_BYTES, TEXT_BYTES, VALUE_OVERHEAD};
+pub use mcp::{BoxFuture, ToolServers};
 pub use values::{ConvertError, SORT_BYTES, dump, from_json, to_json, to_json_lossy};
 
 use globals::{first_line, is_memory_error};
 use limits::{Budget, LimitHit, Output, show_bytes};
-use proxy::MainThread;
+use proxy::{Calls, MainThread};
 use sandbox::Prelude;
 
 /// What one evaluation gave.
@@ -89,6 +94,26 @@ impl Watchdog {
     }
 }
 
+/// What a session exposes besides the globals every session has.
+#[derive(Clone)]
+pub struct SessionOptions {
+    /// `app.integrations.klaviyo` (off for `kosmo mcp:lua`, where `app.integrations` is then
+    /// an unknown name).
+    pub integrations: bool,
+    /// MCP servers for `app.mcp.*`, `mcp.*` and the `mcp` docs topics (none: `app.mcp` and
+    /// `mcp` do not exist).
+    pub tools: Option<Arc<dyn ToolServers>>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            integrations: true,
+            tools: None,
+        }
+    }
+}
+
 /// A Lua state with the Klaviyo functions, globals and limits; its globals persist from one
 /// evaluation to the next.
 pub struct Session {
@@ -121,6 +146,17 @@ const ERROR_VALUE_BYTES: usize = 64 * 1024;
 impl Session {
     /// A fresh state for `host`'s accounts.
     pub fn new(host: Arc<Host>, limits: Limits) -> Result<Session, String> {
+        Session::with_options(host, limits, SessionOptions::default())
+    }
+
+    /// A fresh state for `host`'s accounts, exposing what `options` say. MCP tool calls are
+    /// recorded wherever the [`ToolServers`] put them: give them `host` (`Host::push_record`)
+    /// to have them among [`EvalOutcome::calls`] in call order.
+    pub fn with_options(
+        host: Arc<Host>,
+        limits: Limits,
+        options: SessionOptions,
+    ) -> Result<Session, String> {
         let budget = Arc::new(Budget::new());
         let output = Arc::new(Output::new(limits.output_bytes));
         let main = MainThread::default();
@@ -128,13 +164,23 @@ impl Session {
             let (lua, prelude) = sandbox::new_state(budget.clone())?;
             globals::install(&lua, &prelude, output.clone(), budget.clone(), &limits)?;
             regex::install(&lua, &prelude, limits.text_cap())?;
+            proxy::register(&lua, &prelude)?;
+            let calls = Calls {
+                budget: budget.clone(),
+                main: main.clone(),
+                argument_bytes: limits.argument_bytes,
+            };
+            let mut others = Vec::new();
+            if let Some(tools) = &options.tools {
+                others.push(("mcp", mcp::install(&lua, &prelude, tools.clone(), &calls)?));
+            }
             proxy::install(
                 &lua,
                 &prelude,
                 host.clone(),
-                budget.clone(),
-                main.clone(),
-                limits.argument_bytes,
+                &calls,
+                options.integrations,
+                others,
             )?;
             Ok((lua, prelude))
         };

@@ -1,4 +1,6 @@
-//! `app.integrations.klaviyo`: read-only proxies over the Klaviyo functions.
+//! `app` and `app.integrations.klaviyo`: read-only proxies over the Klaviyo functions (and,
+//! under `app.mcp`, over MCP servers: see [`crate::mcp`], which builds its node with
+//! [`Node::new`]).
 //!
 //! The proxies are userdata, not tables: `rawset` and `setmetatable` refuse userdata, and
 //! mlua protects their metatable (`getmetatable` gives `false`), so no script can change what
@@ -37,6 +39,21 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// A node at `path` holding `entries`, listing `listing`; a missing name is a `what`.
+    pub(crate) fn new(
+        path: String,
+        entries: Table,
+        listing: Vec<String>,
+        what: &'static str,
+    ) -> Node {
+        Node {
+            path,
+            entries,
+            listing,
+            what,
+        }
+    }
+
     /// `app.integrations.klaviyo (functions: ...)`, for `tostring` and `dump`.
     pub(crate) fn describe(&self) -> String {
         format!("{}: {}", self.path, self.listing.join(", "))
@@ -94,6 +111,7 @@ fn lookup(lua: &Lua, (ud, key): (AnyUserData, LuaValue)) -> mlua::Result<(LuaVal
     let mut message = format!("Unknown {what}: {}.{name}", node.path);
     match &suggestion {
         Some(s) => message.push_str(&format!(". Did you mean `{}.{s}`?", node.path)),
+        None if node.listing.is_empty() => message.push_str(" (none is configured)"),
         None => message.push_str(&format!(" (known: {})", node.listing.join(", "))),
     }
     let code = if what == "function" {
@@ -121,25 +139,61 @@ impl MainThread {
         self.0.store(ptr, Ordering::SeqCst);
     }
 
-    fn is(&self, ptr: usize) -> bool {
+    pub(crate) fn is(&self, ptr: usize) -> bool {
         self.0.load(Ordering::SeqCst) == ptr
     }
 }
 
-/// Install `app` (and under it `integrations.klaviyo`) as a global.
+/// Keep the prelude's helpers where the proxies' metatables find them (before any node is
+/// made).
+pub(crate) fn register(lua: &Lua, prelude: &Prelude) -> mlua::Result<()> {
+    lua.set_named_registry_value(REGISTRY_MAKE_INDEX, prelude.make_index.clone())?;
+    lua.set_named_registry_value(REGISTRY_MAKE_NEWINDEX, prelude.make_newindex.clone())?;
+    lua.set_named_registry_value("kosmo.next", prelude.next.clone())
+}
+
+/// What every call from Lua shares: the CPU budget paused while it waits, the thread calls
+/// must come from, and the cap on its arguments.
+#[derive(Clone)]
+pub(crate) struct Calls {
+    pub(crate) budget: Arc<Budget>,
+    pub(crate) main: MainThread,
+    pub(crate) argument_bytes: usize,
+}
+
+/// Install `app` as a global: `app.integrations.klaviyo` when `integrations` is set (`kosmo
+/// mcp:lua` has none), and the `others` (`mcp`) beside it.
 pub(crate) fn install(
     lua: &Lua,
     prelude: &Prelude,
     host: Arc<Host>,
-    budget: Arc<Budget>,
-    main: MainThread,
-    argument_bytes: usize,
+    calls: &Calls,
+    integrations: bool,
+    others: Vec<(&'static str, AnyUserData)>,
 ) -> mlua::Result<()> {
-    lua.set_named_registry_value(REGISTRY_MAKE_INDEX, prelude.make_index.clone())?;
-    lua.set_named_registry_value(REGISTRY_MAKE_NEWINDEX, prelude.make_newindex.clone())?;
-    lua.set_named_registry_value("kosmo.next", prelude.next.clone())?;
+    let app_entries = lua.create_table()?;
+    let mut app_listing = Vec::new();
+    if integrations {
+        let node = integrations_node(lua, prelude, host, calls)?;
+        app_entries.raw_set("integrations", node)?;
+        app_listing.push("integrations".to_string());
+    }
+    for (name, node) in others {
+        app_entries.raw_set(name, node)?;
+        app_listing.push(name.to_string());
+    }
+    let app = lua.create_userdata(Node::new("app".into(), app_entries, app_listing, "name"))?;
+    lua.globals().raw_set("app", app)
+}
 
-    let invoke = invoke_function(lua, host.clone(), budget, main, argument_bytes)?;
+/// `app.integrations` (with `klaviyo` under it).
+fn integrations_node(
+    lua: &Lua,
+    prelude: &Prelude,
+    host: Arc<Host>,
+    calls: &Calls,
+) -> mlua::Result<AnyUserData> {
+    let invoke = invoke_function(lua, host.clone(), calls.clone())?;
     let functions: Vec<&str> = catalog()
         .functions()
         .iter()
@@ -190,37 +244,59 @@ pub(crate) fn install(
 
     let integrations_entries = lua.create_table()?;
     integrations_entries.raw_set("klaviyo", klaviyo)?;
-    let integrations = lua.create_userdata(Node {
+    lua.create_userdata(Node {
         path: "app.integrations".into(),
         entries: integrations_entries,
         listing: vec!["klaviyo".into()],
         what: "integration",
-    })?;
-    let app_entries = lua.create_table()?;
-    app_entries.raw_set("integrations", integrations)?;
-    let app = lua.create_userdata(Node {
-        path: "app".into(),
-        entries: app_entries,
-        listing: vec!["integrations".into()],
-        what: "name",
-    })?;
-    lua.globals().raw_set("app", app)
+    })
+}
+
+/// A call's arguments as JSON, through the same capped conversion for every surface
+/// ([`crate::Limits::argument_bytes`]): `Err` raises (out of memory), `Ok(Err)` is the
+/// call's `invalid_argument` error. `path` names the call in messages; `note` follows the
+/// size message.
+pub(crate) fn call_arguments(
+    lua: &Lua,
+    args: &LuaValue,
+    argument_bytes: usize,
+    function: &str,
+    path: &str,
+    note: &str,
+) -> mlua::Result<Result<serde_json::Value, CallError>> {
+    Ok(match values::to_json(lua, args, argument_bytes) {
+        Ok(v) => Ok(v),
+        Err(ConvertError::Lua(e)) => return Err(e),
+        Err(ConvertError::TooLarge(max)) => Err(CallError::invalid_argument(
+            function,
+            "args",
+            format!(
+                "{path}: the arguments would be larger than {} as JSON{note}",
+                show_bytes(max)
+            ),
+        )),
+        Err(e @ ConvertError::TooManyKeys(_)) => Err(CallError::invalid_argument(
+            function,
+            "args",
+            format!("arguments: {e}"),
+        )),
+        Err(ConvertError::Invalid(m)) => Err(CallError::invalid_argument(
+            function,
+            "args",
+            format!("arguments: {m}"),
+        )),
+    })
 }
 
 /// `invoke(account, name, args) -> true, result | false, error table`: the one Rust entry
 /// point of every Klaviyo function. The arguments may take at most `argument_bytes` as JSON
 /// (see [`crate::Limits::argument_bytes`]).
-fn invoke_function(
-    lua: &Lua,
-    host: Arc<Host>,
-    budget: Arc<Budget>,
-    main: MainThread,
-    argument_bytes: usize,
-) -> mlua::Result<Function> {
+fn invoke_function(lua: &Lua, host: Arc<Host>, calls: Calls) -> mlua::Result<Function> {
     lua.create_async_function(move |lua, (account, name, args): (Option<String>, String, LuaValue)| {
         let host = host.clone();
-        let budget = budget.clone();
-        let on_main = main.is(lua.current_thread().to_pointer() as usize);
+        let budget = calls.budget.clone();
+        let argument_bytes = calls.argument_bytes;
+        let on_main = calls.main.is(lua.current_thread().to_pointer() as usize);
         async move {
             let account_name = account.clone().unwrap_or_else(|| DEFAULT_ACCOUNT.to_string());
             let refuse = |mut e: CallError| -> mlua::Result<(bool, LuaValue)> {
@@ -235,23 +311,11 @@ fn invoke_function(
                      main code (or a function it calls)",
                 ));
             }
-            let args = match values::to_json(&lua, &args, argument_bytes) {
+            let path = format!("app.integrations.klaviyo.{name}");
+            let note = " (Klaviyo itself accepts at most 100 KB for a profile)";
+            let args = match call_arguments(&lua, &args, argument_bytes, &name, &path, note)? {
                 Ok(v) => v,
-                Err(ConvertError::Lua(e)) => return Err(e),
-                Err(ConvertError::TooLarge(max)) => {
-                    let message = format!(
-                        "app.integrations.klaviyo.{name}: the arguments would be larger than {} as JSON \
-                         (Klaviyo itself accepts at most 100 KB for a profile)",
-                        show_bytes(max)
-                    );
-                    return refuse(CallError::invalid_argument(&name, "args", message));
-                }
-                Err(e @ ConvertError::TooManyKeys(_)) => {
-                    return refuse(CallError::invalid_argument(&name, "args", format!("arguments: {e}")));
-                }
-                Err(ConvertError::Invalid(m)) => {
-                    return refuse(CallError::invalid_argument(&name, "args", format!("arguments: {m}")));
-                }
+                Err(e) => return refuse(e),
             };
             budget.pause();
             let result = host.invoke(account.as_deref(), &name, &args).await;

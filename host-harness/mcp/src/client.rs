@@ -24,14 +24,15 @@
 //!   for `readOnlyHint` is false, and annotations are only hints: an unmarked tool is assumed
 //!   to change something).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kosmo_runtime::names::did_you_mean;
-use kosmo_runtime::{Answer, CallError, CallRecord, Decision, ErrorCode, Kind, Prompter, decide};
+use kosmo_runtime::{
+    Authorization, CallError, CallRecord, ErrorCode, Host, HostOptions, Kind, Prompter,
+};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
 };
@@ -68,6 +69,11 @@ pub struct ClientOptions {
     pub force: bool,
     /// Who to ask when a server's policy says `ask` (none: refuse).
     pub prompter: Option<Arc<dyn Prompter>>,
+    /// The host whose permission state (`--force`, prompter, "all for the rest of the run",
+    /// `permission_bypassed`) and call records the tool calls share, so that one run reports
+    /// Klaviyo and MCP calls together, in call order (issue 11). When given, `force` and
+    /// `prompter` above are unused: the host's apply. None: a host of its own.
+    pub host: Option<Arc<Host>>,
 }
 
 impl Default for ClientOptions {
@@ -78,6 +84,7 @@ impl Default for ClientOptions {
             stderr_tail: DEFAULT_STDERR_TAIL,
             force: false,
             prompter: None,
+            host: None,
         }
     }
 }
@@ -212,19 +219,17 @@ impl Tail {
 struct ChildGuard {
     child: tokio::process::Child,
     pid: Option<u32>,
+    groups: Groups,
 }
 
 impl ChildGuard {
     fn kill_group(&mut self) {
-        #[cfg(unix)]
         if let Some(pid) = self.pid.take() {
-            // The child leads its own group (`process_group(0)`): `-pid` reaches what it
-            // started too. The pid cannot have been reused as a group id while any member
-            // lives (Linux does not reuse a pid in use as a pgid).
-            // SAFETY: kill(2) with a negative pid and a valid signal has no memory effects.
-            unsafe {
-                libc::kill(-(pid as i32), libc::SIGKILL);
-            }
+            self.groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&pid);
+            kill_group(pid);
         }
         let _ = self.child.start_kill();
     }
@@ -241,6 +246,20 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.kill_group();
     }
+}
+
+/// SIGKILL the process group `pid` leads.
+fn kill_group(pid: u32) {
+    // The child leads its own group (`process_group(0)`): `-pid` reaches what it started
+    // too. The pid cannot have been reused as a group id while any member lives (Linux does
+    // not reuse a pid in use as a pgid).
+    #[cfg(unix)]
+    // SAFETY: kill(2) with a negative pid and a valid signal has no memory effects.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 /// One running server.
@@ -278,11 +297,9 @@ impl Connection {
 /// Per server: its connection once started (`None` before, or after it stopped).
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 
-#[derive(Default)]
-struct Records {
-    kept: Vec<CallRecord>,
-    dropped: u64,
-}
+/// The process groups of the stdio servers started and not yet killed, for
+/// [`McpClients::kill_now`].
+type Groups = Arc<Mutex<BTreeSet<u32>>>;
 
 /// The configured MCP servers of a session. `Send + Sync`: share it in an `Arc`. Servers
 /// start on first use ([`McpClients::tools`], [`McpClients::call`]) and stop when it is
@@ -291,23 +308,47 @@ pub struct McpClients {
     config: McpConfig,
     options: ClientOptions,
     slots: Mutex<BTreeMap<String, Slot>>,
-    records: Mutex<Records>,
-    last_dropped: AtomicU64,
-    approved: Mutex<HashSet<(String, Kind)>>,
-    bypassed: AtomicBool,
+    host: Arc<Host>,
+    groups: Groups,
 }
 
 impl McpClients {
     /// Clients of the servers of `config`; nothing starts yet.
     pub fn new(config: McpConfig, options: ClientOptions) -> McpClients {
+        // A host without accounts only keeps permission state and records: its component
+        // runtime is built on first Klaviyo call, which never comes.
+        let host = options.host.clone().unwrap_or_else(|| {
+            Arc::new(Host::new(
+                Vec::new(),
+                HostOptions {
+                    force: options.force,
+                    prompter: options.prompter.clone(),
+                    ..HostOptions::default()
+                },
+            ))
+        });
         McpClients {
             config,
             options,
             slots: Mutex::new(BTreeMap::new()),
-            records: Mutex::new(Records::default()),
-            last_dropped: AtomicU64::new(0),
-            approved: Mutex::new(HashSet::new()),
-            bypassed: AtomicBool::new(false),
+            host,
+            groups: Groups::default(),
+        }
+    }
+
+    /// The host whose permission state and records the calls share.
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+
+    /// Kill every stdio server's process group now, synchronously, from any thread: for an
+    /// exit that cannot wait for [`McpClients::close`] (the CLI's watchdog ends the process
+    /// with `std::process::exit`, which runs no destructor; the servers lead their own
+    /// process groups, so nothing else would stop them).
+    pub fn kill_now(&self) {
+        let groups = std::mem::take(&mut *self.groups.lock().unwrap_or_else(|p| p.into_inner()));
+        for pid in groups {
+            kill_group(pid);
         }
     }
 
@@ -365,12 +406,7 @@ impl McpClients {
             e
         });
         record.duration = started.elapsed();
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if records.kept.len() < MAX_CALL_RECORDS {
-            records.kept.push(record);
-        } else {
-            records.dropped += 1;
-        }
+        self.host.push_record(record);
         result
     }
 
@@ -477,108 +513,52 @@ impl McpClients {
         record: &mut CallRecord,
     ) -> Result<(), CallError> {
         let server = &entry.name;
-        let access = entry.policy().access(kind);
-        let remembered = self
-            .approved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&(server.clone(), kind));
-        let decision = if remembered {
-            Decision::Allow
-        } else {
-            decide(access, self.options.force, self.options.prompter.is_some())
-        };
-        let kinds = format!("{}s", kind.as_str());
         let file = entry
             .source
             .path()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "its mcp.json".into());
-        let refuse = |record: &mut CallRecord, message: String| {
-            record.permission = "refused";
-            CallError::new(ErrorCode::PermissionDenied, path, message)
-                .with("reason", "policy")
-                .with("policy", access.as_str())
-                .with("kind", kind.as_str())
-        };
+        let allow_hint = format!(
+            "set \"permissions\": {{\"{kind}\": \"allow\"}} in the `{server}` entry of {file}",
+            kind = kind.as_str()
+        );
         let why = if kind == Kind::Write {
             " (its server does not mark it `readOnlyHint`)"
         } else {
             ""
         };
-        match decision {
-            Decision::Allow => Ok(()),
-            Decision::Bypass => {
-                record.permission = "bypassed";
-                self.bypassed.store(true, Ordering::SeqCst);
-                Ok(())
-            }
-            Decision::Refuse { ask_refused: true } => Err(refuse(
-                record,
-                format!(
-                    "{path} is a {kind}{why} and MCP server `{server}` asks before {kinds}, but there is \
-                     no terminal to ask on: rerun with --force to allow it for this run, or set \
-                     \"permissions\": {{\"{kind}\": \"allow\"}} in the `{server}` entry of {file}",
-                    kind = kind.as_str()
-                ),
-            )),
-            Decision::Refuse { ask_refused: false } => Err(refuse(
-                record,
-                format!(
-                    "MCP server `{server}` denies {kinds} ({path}); --force lifts that for one run"
-                ),
-            )),
-            Decision::Ask => {
-                let prompter = self
-                    .options
-                    .prompter
-                    .clone()
-                    .expect("Ask is only decided with a prompter");
-                let question = format!(
-                    "kosmo: allow {path} ({}) on MCP server `{server}`?",
-                    kind.as_str()
-                );
-                let answer = tokio::task::spawn_blocking(move || prompter.ask(&question))
-                    .await
-                    .unwrap_or(Answer::No);
-                match answer {
-                    Answer::Yes => {
-                        record.permission = "approved";
-                        Ok(())
-                    }
-                    Answer::All => {
-                        record.permission = "approved";
-                        self.approved
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert((server.clone(), kind));
-                        Ok(())
-                    }
-                    Answer::No => Err(refuse(record, format!("{path} was declined"))),
-                }
-            }
-        }
+        let scope = format!("mcp.{server}");
+        let subject = format!("MCP server `{server}`");
+        let request = Authorization {
+            scope: &scope,
+            path,
+            kind,
+            policy: entry.policy(),
+            subject: &subject,
+            why,
+            allow_hint: &allow_hint,
+        };
+        self.host.authorize(&request, record).await
     }
 
     /// The calls made since the last take (at most [`MAX_CALL_RECORDS`]; the rest are
     /// counted by [`McpClients::records_dropped`]). `path` is `mcp.<server>.<tool>` and
     /// `account` the server's name.
+    /// With a shared host ([`ClientOptions::host`]) these are the host's records, Klaviyo
+    /// calls included.
     pub fn take_records(&self) -> Vec<CallRecord> {
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        let taken = std::mem::take(&mut *records);
-        self.last_dropped.store(taken.dropped, Ordering::SeqCst);
-        taken.kept
+        self.host.take_records()
     }
 
     /// How many calls the last [`McpClients::take_records`] left out.
     pub fn records_dropped(&self) -> u64 {
-        self.last_dropped.load(Ordering::SeqCst)
+        self.host.records_dropped()
     }
 
     /// Whether `--force` let through a call a server's policy would have asked about or
     /// denied.
     pub fn permission_bypassed(&self) -> bool {
-        self.bypassed.load(Ordering::SeqCst)
+        self.host.permission_bypassed()
     }
 
     /// The last lines `server` wrote on its standard error (stdio servers that started).
@@ -653,7 +633,7 @@ impl McpClients {
             }
             *guard = None;
         }
-        let conn = Arc::new(connect(entry, &self.options).await?);
+        let conn = Arc::new(connect(entry, &self.options, &self.groups).await?);
         *guard = Some(conn.clone());
         Ok(conn)
     }
@@ -819,7 +799,11 @@ async fn shutdown(conn: Arc<Connection>) {
 }
 
 /// Start `entry` and complete the `initialize` handshake within the start timeout.
-async fn connect(entry: &ServerEntry, options: &ClientOptions) -> Result<Connection, CallError> {
+async fn connect(
+    entry: &ServerEntry,
+    options: &ClientOptions,
+    groups: &Groups,
+) -> Result<Connection, CallError> {
     let path = format!("mcp.{}", entry.name);
     let start_error = |message: String| {
         CallError::new(ErrorCode::Transport, &path, message)
@@ -897,7 +881,14 @@ async fn connect(entry: &ServerEntry, options: &ClientOptions) -> Result<Connect
                 None
             };
             let pid = child.id();
-            let mut guard = ChildGuard { child, pid };
+            if let Some(pid) = pid {
+                groups.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
+            }
+            let mut guard = ChildGuard {
+                child,
+                pid,
+                groups: groups.clone(),
+            };
             let started =
                 tokio::time::timeout(options.start_timeout, handler.serve((stdout, stdin))).await;
             let failure = match started {

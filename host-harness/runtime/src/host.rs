@@ -51,9 +51,9 @@ pub struct HostOptions {
 /// One call, as the envelope's `integration_calls` reports it.
 #[derive(Clone, Debug)]
 pub struct CallRecord {
-    /// `klaviyo.<function>`.
+    /// `klaviyo.<function>`, or `mcp.<server>.<tool>` for an MCP tool call.
     pub path: String,
-    /// The account it ran for.
+    /// The account it ran for (the server's name for an MCP tool call).
     pub account: String,
     /// Read or write.
     pub kind: Kind,
@@ -103,6 +103,33 @@ impl Records {
     }
 }
 
+/// A call that is not a Klaviyo function, to check with [`Host::authorize`].
+#[derive(Clone, Copy, Debug)]
+pub struct Authorization<'a> {
+    /// What an "all for the rest of the run" answer covers, e.g. `mcp.<server>`.
+    pub scope: &'a str,
+    /// The call, e.g. `mcp.<server>.<tool>` (the error's `function`).
+    pub path: &'a str,
+    /// Read or write.
+    pub kind: Kind,
+    /// What the scope allows.
+    pub policy: Policy,
+    /// Who the policy belongs to, e.g. ``MCP server `x` ``.
+    pub subject: &'a str,
+    /// Why the call is of its kind (may be empty), e.g. ` (not marked readOnlyHint)`.
+    pub why: &'a str,
+    /// How to allow the kind for good, e.g. `set "permissions" ... in FILE`.
+    pub allow_hint: &'a str,
+}
+
+/// The messages of one permission check.
+struct Texts {
+    ask_refused: String,
+    denied: String,
+    question: String,
+    declined: String,
+}
+
 /// Runs Klaviyo functions for named accounts, enforcing their policies.
 pub struct Host {
     runtime: OnceCell<Runtime>,
@@ -111,7 +138,8 @@ pub struct Host {
     records: Mutex<Records>,
     /// How many calls the last [`Host::take_records`] left out.
     last_dropped: AtomicU64,
-    /// (account, kind) pairs approved for the rest of the run at the prompt.
+    /// (scope, kind) pairs approved for the rest of the run at the prompt (`account:<name>`
+    /// for Klaviyo accounts, `scope:<scope>` for [`Host::authorize`]).
     approved: Mutex<HashSet<(String, Kind)>>,
     bypassed: AtomicBool,
 }
@@ -278,18 +306,93 @@ impl Host {
         record: &mut CallRecord,
     ) -> Result<(), CallError> {
         let name = &config.account.name;
-        let access = config.policy.access(kind);
+        let kinds = format!("{}s", kind.as_str());
+        let texts = Texts {
+            ask_refused: format!(
+                "klaviyo.{function} is a {kind} and account `{name}` asks before {kinds}, but there is no \
+                 terminal to ask on: rerun with --force to allow it for this run, or allow {kinds} with \
+                 `kosmo integrations:configure klaviyo --account {name} --{kind} allow`",
+                kind = kind.as_str()
+            ),
+            denied: format!(
+                "account `{name}` denies {kinds} (klaviyo.{function}); --force lifts that for one run"
+            ),
+            question: format!(
+                "kosmo: allow klaviyo.{function} ({}) on Klaviyo account `{name}`?",
+                kind.as_str()
+            ),
+            declined: format!("klaviyo.{function} on account `{name}` was declined"),
+        };
+        let scope = format!("account:{name}");
+        self.decide_call(&scope, function, kind, config.policy, texts, record)
+            .await
+    }
+
+    /// Check a call that is not a Klaviyo function (an MCP server's tool) against `policy`,
+    /// with this host's `--force`, prompter and "all for the rest of the run" answers, so that
+    /// every surface shares one permission state (issue 11: MCP tool calls "go through the
+    /// same permission policy"). Sets `record.permission`; refusals are `permission_denied`.
+    pub async fn authorize(
+        &self,
+        request: &Authorization<'_>,
+        record: &mut CallRecord,
+    ) -> Result<(), CallError> {
+        let Authorization {
+            scope,
+            path,
+            kind,
+            policy,
+            subject,
+            why,
+            allow_hint,
+        } = *request;
+        let kinds = format!("{}s", kind.as_str());
+        let texts = Texts {
+            ask_refused: format!(
+                "{path} is a {kind}{why} and {subject} asks before {kinds}, but there is no terminal to \
+                 ask on: rerun with --force to allow it for this run, or {allow_hint}",
+                kind = kind.as_str()
+            ),
+            denied: format!("{subject} denies {kinds} ({path}); --force lifts that for one run"),
+            question: format!("kosmo: allow {path} ({}) on {subject}?", kind.as_str()),
+            declined: format!("{path} was declined"),
+        };
+        let scope = format!("scope:{scope}");
+        self.decide_call(&scope, path, kind, policy, texts, record)
+            .await
+    }
+
+    /// Add the record of a call made outside [`Host::invoke`] (an MCP tool call), in call
+    /// order with the Klaviyo calls and under the same cap ([`MAX_CALL_RECORDS`]).
+    pub fn push_record(&self, record: CallRecord) {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+    }
+
+    /// The decision for one call: the policy's, `--force`'s, a remembered "all", or the
+    /// prompter's answer. `scope` keys the "all for the rest of the run" answers.
+    async fn decide_call(
+        &self,
+        scope: &str,
+        function: &str,
+        kind: Kind,
+        policy: Policy,
+        texts: Texts,
+        record: &mut CallRecord,
+    ) -> Result<(), CallError> {
+        let access = policy.access(kind);
         let remembered = self
             .approved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&(name.clone(), kind));
+            .contains(&(scope.to_string(), kind));
         let decision = if remembered {
             Decision::Allow
         } else {
             decide(access, self.options.force, self.options.prompter.is_some())
         };
-        let kinds = format!("{}s", kind.as_str());
         let refuse = |record: &mut CallRecord, message: String| -> CallError {
             record.permission = "refused";
             let mut e = CallError::new(ErrorCode::PermissionDenied, function, message);
@@ -305,31 +408,15 @@ impl Host {
                 self.bypassed.store(true, Ordering::SeqCst);
                 Ok(())
             }
-            Decision::Refuse { ask_refused: true } => Err(refuse(
-                record,
-                format!(
-                    "klaviyo.{function} is a {kind} and account `{name}` asks before {kinds}, but there is no \
-                     terminal to ask on: rerun with --force to allow it for this run, or allow {kinds} with \
-                     `kosmo integrations:configure klaviyo --account {name} --{kind} allow`",
-                    kind = kind.as_str()
-                ),
-            )),
-            Decision::Refuse { ask_refused: false } => Err(refuse(
-                record,
-                format!(
-                    "account `{name}` denies {kinds} (klaviyo.{function}); --force lifts that for one run"
-                ),
-            )),
+            Decision::Refuse { ask_refused: true } => Err(refuse(record, texts.ask_refused)),
+            Decision::Refuse { ask_refused: false } => Err(refuse(record, texts.denied)),
             Decision::Ask => {
                 let prompter = self
                     .options
                     .prompter
                     .clone()
                     .expect("Ask is only decided with a prompter");
-                let question = format!(
-                    "kosmo: allow klaviyo.{function} ({}) on Klaviyo account `{name}`?",
-                    kind.as_str()
-                );
+                let question = texts.question;
                 let answer = tokio::task::spawn_blocking(move || prompter.ask(&question))
                     .await
                     .unwrap_or(Answer::No);
@@ -343,13 +430,10 @@ impl Host {
                         self.approved
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert((name.clone(), kind));
+                            .insert((scope.to_string(), kind));
                         Ok(())
                     }
-                    Answer::No => Err(refuse(
-                        record,
-                        format!("klaviyo.{function} on account `{name}` was declined"),
-                    )),
+                    Answer::No => Err(refuse(record, texts.declined)),
                 }
             }
         }

@@ -48,7 +48,7 @@ pub use account::{Account, ApiKey, BaseUrl};
 pub use catalog::{Catalog, Kind, catalog};
 pub use egress::{Denied, EgressLimits, EgressPolicy, Exchange, KlaviyoPolicy};
 pub use error::{CallError, ErrorCode};
-pub use host::{AccountConfig, CallRecord, DEFAULT_ACCOUNT, Host, HostOptions};
+pub use host::{AccountConfig, Authorization, CallRecord, DEFAULT_ACCOUNT, Host, HostOptions};
 pub use policy::{Access, Answer, Decision, Policy, Prompter, decide};
 pub use runtime::{
     COMPONENT, CallOutcome, FunctionInfo, INTERFACE, Runtime, RuntimeBuilder, RuntimeConfig, Stages,
