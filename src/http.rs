@@ -371,7 +371,8 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
     }
 }
 
-/// Map a wasi-http `error-code` onto `timeout` or `transport`.
+/// Map a wasi-http `error-code` onto `timeout`, `invalid-response` (a body over the host's
+/// cap) or `transport`.
 fn error_from_code(code: &ErrorCode) -> Error {
     match code {
         ErrorCode::ConnectionTimeout
@@ -381,6 +382,12 @@ fn error_from_code(code: &ErrorCode) -> Error {
         | ErrorCode::DnsTimeout => Error::new(
             ErrorKind::Timeout,
             format!("no response from Klaviyo in time ({})", code_name(code)),
+        ),
+        // The host cut the body at its size cap: repeating the request gets the same body
+        // cut at the same place, so this is the response's fault, not the connection's.
+        ErrorCode::HttpResponseBodySize(_) => Error::new(
+            ErrorKind::InvalidResponse,
+            "the response body is larger than the host allows",
         ),
         ErrorCode::HttpRequestDenied => Error::new(
             ErrorKind::Transport,

@@ -1289,3 +1289,203 @@ fn component_carries_its_metadata() {
         sections.keys()
     );
 }
+
+fn status_fault(status: u16, code: &str, retry_after: Option<u32>) -> Fault {
+    Fault::Status {
+        status,
+        code: code.into(),
+        retry_after,
+    }
+}
+
+/// 504 and 524 are retried like 503 (Klaviyo's SDK set); 500 and 502 are not.
+/// Catches: the retry set narrowed to `429 | 503` (the 524/504 call stops after 1 attempt),
+/// or widened to all 5xx (500 and 502 would take 3).
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_timeouts_are_retried_and_server_errors_are_not() {
+    let h = Harness::new("pk_retry_set").await;
+    let lists = json!({});
+    for s in [524, 504, 524] {
+        h.emulator
+            .inject_fault(&h.key, status_fault(s, "gateway_timeout", None));
+    }
+    let e = h.err("list_lists", lists.clone()).await;
+    assert_eq!((e.code.as_str(), e.status), ("server_error", Some(524)));
+    assert_eq!(e.details["attempts"], 3, "{e:?}");
+    assert_eq!(h.requests(), 3);
+
+    for s in [500, 502] {
+        h.emulator.clear_requests(&h.key);
+        h.emulator
+            .inject_fault(&h.key, status_fault(s, "error", None));
+        let e = h.err("list_lists", lists.clone()).await;
+        assert_eq!((e.code.as_str(), e.status), ("server_error", Some(s)));
+        assert_eq!(e.details["attempts"], 1, "{s}: {e:?}");
+        assert_eq!(h.requests(), 1, "{s}");
+    }
+}
+
+/// A dropped connection repeats a PATCH (its body sets absolute values) but never a POST.
+/// Catches: dropped connections retried for GET only (the PATCH fails), or for every verb
+/// (the POST is sent twice).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_patch_is_repeated_and_a_dropped_post_is_not() {
+    let h = Harness::new("pk_drop_verbs").await;
+    let id = h
+        .ok("create_profile", json!({"email": unique("drop")}))
+        .await["id"]
+        .clone();
+    h.emulator.clear_requests(&h.key);
+    h.emulator.inject_fault(&h.key, Fault::DropConnection);
+    let p = h
+        .ok(
+            "update_profile",
+            json!({"profile_id": id, "first_name": "Again"}),
+        )
+        .await;
+    assert_eq!(p["first_name"], "Again");
+    let methods: Vec<String> = h
+        .emulator
+        .requests(&h.key)
+        .iter()
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(methods, ["PATCH", "PATCH"]);
+
+    h.emulator.clear_requests(&h.key);
+    h.emulator.inject_fault(&h.key, Fault::DropConnection);
+    let e = h
+        .err("create_profile", json!({"email": unique("dropped")}))
+        .await;
+    assert_eq!(e.code, "transport", "{e}");
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+    assert_eq!(h.requests(), 1);
+    h.assert_spec_clean();
+}
+
+/// A Retry-After of 11 s is over the 10 s a single wait may take: the caller gets
+/// `rate_limited` with the 11 at once. Catches: the single-wait cap removed or raised
+/// (`> 11`), which would sleep 11 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_over_ten_seconds_is_returned_not_slept() {
+    let h = Harness::new("pk_retry_11").await;
+    h.emulator
+        .inject_fault(&h.key, status_fault(429, "throttled", Some(11)));
+    let started = Instant::now();
+    let e = h.err("list_lists", json!({})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((e.code.as_str(), e.status), ("rate_limited", Some(429)));
+    assert_eq!(e.details["retry_after"], 11);
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+    assert_eq!(h.requests(), 1);
+}
+
+/// Retry-After 10 is slept through (the single-wait cap is inclusive); a following
+/// Retry-After 6 would bring the call's waiting to 16 s, over the 15 s total, so it is
+/// returned as `rate_limited` after 2 attempts instead. The one test that costs 10 s.
+/// Catches: the single-wait cap made exclusive (`<`: nothing slept, 1 attempt) and the
+/// total cap removed (the 6 s is slept and the third attempt succeeds).
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_ten_is_slept_and_the_total_wait_is_capped_at_fifteen() {
+    let h = Harness::new("pk_retry_total").await;
+    h.emulator
+        .inject_fault(&h.key, status_fault(429, "throttled", Some(10)));
+    h.emulator
+        .inject_fault(&h.key, status_fault(429, "throttled", Some(6)));
+    let started = Instant::now();
+    let e = h.err("list_lists", json!({})).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(10) && elapsed < Duration::from_millis(11_500),
+        "{elapsed:?}"
+    );
+    assert_eq!((e.code.as_str(), e.status), ("rate_limited", Some(429)));
+    assert_eq!(e.details["retry_after"], 6);
+    assert_eq!(e.details["attempts"], 2, "{e:?}");
+    assert_eq!(h.requests(), 2);
+}
+
+/// A response over the host's size cap is refused once, as `invalid_response`: repeating the
+/// request would get the same body. (Before, it reached the guest as a cut connection and a
+/// GET was sent three times, with about 2 s of backoff.) Catches: the guest mapping
+/// `HTTP-response-body-size` to `transport`, and the egress not refusing a declared length
+/// over the cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_over_the_size_cap_is_not_retried() {
+    let h = Harness::new("pk_size_cap").await;
+    let mut config = RuntimeConfig::default();
+    config.egress.max_response_bytes = 16;
+    let runtime = h.runtime.with_config(config);
+    let started = Instant::now();
+    let e = runtime
+        .call(&h.account, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "invalid_response", "{e}");
+    assert!(
+        e.message.contains("larger than the host allows"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+    assert_eq!(h.requests(), 1);
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+/// Klaviyo's 403 is `forbidden` (not `unauthorized`, not the local policy's
+/// `permission_denied`); a 409 other than `duplicate_profile` is `conflict`.
+/// Catches: `403 => Unauthorized`, or every 409 mapped to `duplicate_profile`.
+#[tokio::test(flavor = "multi_thread")]
+async fn forbidden_and_conflict_keep_their_codes() {
+    let h = Harness::new("pk_403_409").await;
+    h.emulator
+        .inject_fault(&h.key, status_fault(403, "permission_denied", None));
+    let e = h.err("list_lists", json!({})).await;
+    assert_eq!((e.code.as_str(), e.status), ("forbidden", Some(403)));
+    assert_eq!(e.details["klaviyo_code"], "permission_denied");
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+
+    h.emulator
+        .inject_fault(&h.key, status_fault(409, "conflict", None));
+    let e = h.err("create_list", json!({"name": "Dup"})).await;
+    assert_eq!((e.code.as_str(), e.status), ("conflict", Some(409)));
+    assert!(e.details.get("duplicate_profile_id").is_none(), "{e:?}");
+    assert_eq!(h.requests(), 2);
+}
+
+/// `update_profile` maps Klaviyo's own answers: an unknown id is `not_found`, and taking
+/// another profile's email is `duplicate_profile` naming that profile.
+#[tokio::test(flavor = "multi_thread")]
+async fn update_profile_reports_not_found_and_duplicates() {
+    let h = Harness::new("pk_update_errors").await;
+    let e = h
+        .err(
+            "update_profile",
+            json!({"profile_id": "01HNOTTHERE0000000000000000", "first_name": "X"}),
+        )
+        .await;
+    assert_eq!((e.code.as_str(), e.status), ("not_found", Some(404)));
+
+    let taken = unique("taken");
+    let first = h.ok("create_profile", json!({"email": taken})).await;
+    let second = h
+        .ok("create_profile", json!({"email": unique("other")}))
+        .await;
+    let e = h
+        .err(
+            "update_profile",
+            json!({"profile_id": second["id"], "email": taken}),
+        )
+        .await;
+    assert_eq!(
+        (e.code.as_str(), e.status),
+        ("duplicate_profile", Some(409))
+    );
+    assert_eq!(e.details["duplicate_profile_id"], first["id"]);
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+    h.assert_spec_clean();
+}

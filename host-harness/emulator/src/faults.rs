@@ -1,7 +1,14 @@
 //! Injected faults: per-key FIFO queues and what each fault answers.
 
 use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
 
 use super::Fault;
 use super::errors::{ApiError, title_for};
@@ -32,6 +39,7 @@ pub(crate) fn label(fault: &Fault) -> String {
         Fault::Status { status, code, .. } => format!("status {status} {code}"),
         Fault::Html { status } => format!("html {status}"),
         Fault::Delay(d) => format!("delay {}ms", d.as_millis()),
+        Fault::SlowBody(d) => format!("slow body {}ms", d.as_millis()),
         Fault::DropConnection => "drop connection".into(),
         Fault::MalformedJson => "malformed json".into(),
     }
@@ -72,3 +80,58 @@ pub(crate) fn html_page(status: u16) -> String {
 
 /// A JSON:API document cut off mid-way.
 pub(crate) const MALFORMED_JSON: &str = r#"{"data":[{"type":"profile","id":"01GDDKASAP8TKDDA2GRZDSVP4H","attributes":{"email":"sarah.mason@klaviyo-de"#;
+
+/// The body of a `Fault::SlowBody` answer: its first half at once, the rest after a pause.
+/// The length is declared up front (`Content-Length`), so the client knows more is due.
+pub(crate) struct SlowBody {
+    first: Option<Bytes>,
+    rest: Option<Bytes>,
+    pause: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl SlowBody {
+    pub(crate) fn new(mut bytes: Bytes, pause: Duration) -> Self {
+        let rest = bytes.split_off(bytes.len() / 2);
+        SlowBody {
+            first: (!bytes.is_empty()).then_some(bytes),
+            rest: (!rest.is_empty()).then_some(rest),
+            pause,
+            sleep: None,
+        }
+    }
+}
+
+impl Body for SlowBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if self.rest.is_none() {
+            return Poll::Ready(None);
+        }
+        let pause = self.pause;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(self.rest.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len() as u64);
+        SizeHint::with_exact(len(&self.first) + len(&self.rest))
+    }
+}

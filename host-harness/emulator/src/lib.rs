@@ -157,6 +157,10 @@ pub enum Fault {
     },
     /// Wait this long before handling the request normally.
     Delay(Duration),
+    /// Handle the request normally, but send the response head and the first half of the
+    /// body at once, then pause this long before the rest (a stall mid-body, which only a
+    /// between-bytes timeout catches).
+    SlowBody(Duration),
     /// Close the connection without answering.
     DropConnection,
     /// Answer 200 with content-type `application/vnd.api+json` and a truncated JSON body.

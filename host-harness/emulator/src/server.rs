@@ -301,10 +301,36 @@ fn inspect(shared: &Shared, headers: &HeaderMap) -> Response<Full<Bytes>> {
     response
 }
 
+/// A response body: whole, or (for `Fault::SlowBody`) stalled half-way.
+pub(crate) type EmuBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
 /// Serve one request (the `service_fn` body).
 async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
+) -> Result<Response<EmuBody>, DropConnection> {
+    let mut slow = None;
+    let response = answer(shared, req, &mut slow).await?;
+    Ok(match slow {
+        Some(pause) => {
+            let (parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            Response::from_parts(parts, faults::SlowBody::new(bytes, pause).boxed())
+        }
+        None => response.map(BodyExt::boxed),
+    })
+}
+
+/// The answer to one request; `slow` is set when a `Fault::SlowBody` asks for its body to
+/// stall.
+async fn answer(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    slow: &mut Option<std::time::Duration>,
 ) -> Result<Response<Full<Bytes>>, DropConnection> {
     let (parts, body) = req.into_parts();
     let bytes = match Limited::new(body, MAX_BODY).collect().await {
@@ -382,6 +408,10 @@ async fn handle(
         let answer = match fault {
             Fault::Delay(d) => {
                 tokio::time::sleep(d).await;
+                None
+            }
+            Fault::SlowBody(d) => {
+                *slow = Some(d);
                 None
             }
             Fault::DropConnection => {

@@ -217,6 +217,17 @@ impl WasiHttpHooks for EgressHooks {
                 duration: started.elapsed(),
             };
             let result = match sent {
+                // A body declared larger than the cap is refused with the head, before any
+                // of it is read; the guest sees `HTTP-response-body-size` as the request's
+                // error code. (A body error met while reading reaches the guest without its
+                // code in wasmtime-wasi-http 48, indistinguishable from a cut connection.)
+                Ok(response) if declared_length(&response).is_some_and(|n| n > max_bytes) => {
+                    exchange.status = Some(response.status().as_u16());
+                    exchange.error = Some(format!("response body over {max_bytes} bytes"));
+                    Err(wasmtime_wasi_http::Error::HttpResponseBodySize(
+                        declared_length(&response),
+                    ))
+                }
                 Ok(response) => {
                     exchange.status = Some(response.status().as_u16());
                     let response = response.map(|b| {
@@ -239,6 +250,18 @@ impl WasiHttpHooks for EgressHooks {
             result
         })
     }
+}
+
+/// The `Content-Length` a response declares, if any.
+fn declared_length<B>(response: &Response<B>) -> Option<u64> {
+    response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A response body that fails with `HTTP-response-body-size` past a byte budget, so a huge

@@ -142,11 +142,12 @@ pub(crate) async fn send(
 fn client_error(e: &hyper_util::client::legacy::Error) -> Error {
     use std::error::Error as _;
     if e.is_connect() {
-        let timed_out = e
-            .source()
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-            || format!("{e:?}").contains("timed out");
+        // hyper-util reports its connect timeout as an `io::Error` of kind `TimedOut`, under
+        // its own `ConnectError`: look down the whole chain, not at the first cause only.
+        let timed_out = std::iter::successors(e.source(), |s| (*s).source()).any(|s| {
+            s.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        }) || format!("{e:?}").contains("timed out");
         return if timed_out {
             Error::ConnectionTimeout
         } else {

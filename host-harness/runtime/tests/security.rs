@@ -175,8 +175,9 @@ async fn limits_stop_runaway_plugins_and_the_host_keeps_serving() {
     assert_eq!(emulator.request_count(KEY), 1);
 }
 
-/// A server that answers every request with a 64 MiB body.
-async fn huge_server() -> String {
+/// A server that answers every request with a 64 MiB body, its length declared or (`declared`
+/// false) not: a body ended by closing the connection, which only the streaming cap stops.
+async fn huge_server(declared: bool) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -184,7 +185,11 @@ async fn huge_server() -> String {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = socket.read(&mut buf).await;
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.api+json\r\ncontent-length: 67108864\r\n\r\n";
+                let head = if declared {
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.api+json\r\ncontent-length: 67108864\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/vnd.api+json\r\nconnection: close\r\n\r\n"
+                };
                 if socket.write_all(head.as_bytes()).await.is_err() {
                     return;
                 }
@@ -200,9 +205,10 @@ async fn huge_server() -> String {
     format!("http://{addr}")
 }
 
+/// A body of undeclared length is cut by the streaming cap once it passes it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_huge_response_is_cut_at_the_cap() {
-    let base = huge_server().await;
+    let base = huge_server(false).await;
     let account = Account::new("huge", ApiKey::new(KEY), &base).unwrap();
     let mut config = adversary().config().clone();
     config.egress.max_response_bytes = 1024 * 1024;
@@ -224,6 +230,27 @@ async fn a_huge_response_is_cut_at_the_cap() {
         .unwrap_err();
     assert_eq!(e.code, "transport", "{e}");
     assert!(e.message.contains("cut off"), "{e}");
+}
+
+/// A body declared larger than the cap is refused with the head, before a byte of it is read:
+/// the real component reports `invalid_response` once, without retrying. Catches: the
+/// egress's declared-length check removed (the GET would be cut mid-body, reported as
+/// `transport` and sent 3 times).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_huge_response_is_refused_before_reading() {
+    let base = huge_server(true).await;
+    let account = Account::new("declared", ApiKey::new(KEY), &base).unwrap();
+    let mut config = adversary().config().clone();
+    config.egress.max_response_bytes = 1024 * 1024;
+    let outcome = klaviyo()
+        .with_config(config)
+        .call_with_log(&account, "list_lists", &json!({}))
+        .await;
+    let e = outcome.result.unwrap_err();
+    assert_eq!(e.code, "invalid_response", "{e}");
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+    assert_eq!(outcome.exchanges.len(), 1);
+    assert_eq!(outcome.exchanges[0].status, Some(200));
 }
 
 #[tokio::test(flavor = "multi_thread")]
