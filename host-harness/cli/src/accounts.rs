@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use klaviyo_spec::DEFAULT_BASE_URL;
-use kosmo_runtime::cache::private_dir_problem;
+use kosmo_runtime::cache::{ensure_private_dir, private_dir_problem};
 use kosmo_runtime::{Access, Account, AccountConfig, ApiKey, BaseUrl, DEFAULT_ACCOUNT, Policy};
 
 use crate::redact::Redactor;
@@ -152,21 +152,12 @@ const PRIVATE_HOME_RULE: &str = "API keys are kept only in a directory of your o
 /// Create `home` (mode `0700`, with any missing parents) when it does not exist; refuse it
 /// when it exists and is not private. Never chmod: an existing directory is not ours.
 fn ensure_private_home(home: &Path) -> Result<(), String> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(home)
-        .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
-    // Checked after creating, so a directory someone else made in between is caught too.
-    match private_dir_problem(home) {
-        None => Ok(()),
-        Some(problem) => Err(format!(
+    ensure_private_dir(home).map_err(|problem| {
+        format!(
             "refusing to store API keys in {}: {problem}. {PRIVATE_HOME_RULE}",
             home.display()
-        )),
-    }
+        )
+    })
 }
 
 /// One warning per process when the accounts file can be read or written by others.

@@ -837,17 +837,12 @@ fn servers_of<'a>(
     }
 }
 
-/// Write `doc` to `path` readable by its owner only, creating `home` `0700` when absent.
+/// Write `doc` to `path` readable by its owner only, in a `home` that is private to the user
+/// (created `0700` when absent; a shared one is refused, as for the accounts file: headers and
+/// env values in `mcp.json` may hold secrets).
 fn write_private(home: &Path, path: &Path, doc: &Value) -> Result<(), ConfigError> {
-    if !home.exists() {
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(home).map_err(|e| {
-            ConfigError::new(Some(home), format!("cannot create the directory: {e}"))
-        })?;
-    }
+    kosmo_runtime::cache::ensure_private_dir(home)
+        .map_err(|problem| ConfigError::new(Some(home), problem))?;
     let text = serde_json::to_string_pretty(doc).expect("a JSON value serializes");
     let tmp = home.join(format!(".{HOME_FILE}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {

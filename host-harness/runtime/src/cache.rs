@@ -97,17 +97,8 @@ pub fn load_or_compile_noted(
 /// it (and a missing parent) `0700`, or check the existing ones.
 fn prepare_dir(dir: &Path) -> Result<(), String> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.exists() {
-            // `$KOSMO_HOME` on first use: created private, like the CLI creates it.
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder
-                .create(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        }
-        check_private(parent)?;
+        // `$KOSMO_HOME` on first use: created private, as the CLI creates it.
+        ensure_private_dir(parent)?;
     }
     match create_private_dir(dir) {
         Ok(()) => {}
@@ -155,6 +146,21 @@ fn trusted(meta: &std::fs::Metadata, path: &Path) -> Result<(), String> {
 /// neither group- nor world-writable. The CLI applies the same rule to `$KOSMO_HOME`.
 pub fn private_dir_problem(path: &Path) -> Option<String> {
     check_private(path).err()
+}
+
+/// Create `dir` (and missing parents) `0700` when it does not exist, then check that it is
+/// private; never change the mode of an existing directory (it is not ours). Checked after
+/// creating, so a directory someone else made in between is caught too. The one rule for every
+/// directory that holds keys or code: the cache, `$KOSMO_HOME` (accounts, `mcp.json`).
+pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    check_private(dir)
 }
 
 /// The effective user id of this process (files it creates are owned by it).
