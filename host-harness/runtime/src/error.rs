@@ -52,6 +52,8 @@ pub enum ErrorCode {
     MemoryLimit,
     /// The script printed more than the output cap.
     OutputLimit,
+    /// A person stopped the evaluation (Ctrl-C in the REPL).
+    Interrupted,
     /// Every instance slot is in use.
     Busy,
     /// The plugin trapped.
@@ -93,6 +95,7 @@ impl ErrorCode {
         ErrorCode::CpuLimit,
         ErrorCode::MemoryLimit,
         ErrorCode::OutputLimit,
+        ErrorCode::Interrupted,
         ErrorCode::Busy,
         ErrorCode::PluginTrap,
         ErrorCode::SyntaxError,
@@ -126,6 +129,7 @@ impl ErrorCode {
             ErrorCode::CpuLimit => "cpu_limit",
             ErrorCode::MemoryLimit => "memory_limit",
             ErrorCode::OutputLimit => "output_limit",
+            ErrorCode::Interrupted => "interrupted",
             ErrorCode::Busy => "busy",
             ErrorCode::PluginTrap => "plugin_trap",
             ErrorCode::SyntaxError => "syntax_error",
@@ -194,6 +198,10 @@ impl ErrorCode {
             ErrorCode::CpuLimit => "The plugin or the script used more CPU time than allowed.",
             ErrorCode::MemoryLimit => "The plugin or the script used more memory than allowed.",
             ErrorCode::OutputLimit => "The script printed more than the output cap.",
+            ErrorCode::Interrupted => {
+                "A person stopped the evaluation (Ctrl-C in the REPL); the session and its globals \
+                 remain, and a Klaviyo call in flight is abandoned (a write may still have landed)."
+            }
             ErrorCode::Busy => "Every plugin instance slot of the host is in use; retry shortly.",
             ErrorCode::PluginTrap => {
                 "The plugin failed (a WebAssembly trap); the host keeps serving."
