@@ -1,5 +1,8 @@
-//! The globals a script gets besides `app`: `print`, `dump`, `json`, `docs` and
-//! `lua_read_doc` (`regex` lives in [`crate::regex`]).
+//! The globals a script gets besides `app`: `print`, `dump`, `log`, `json`, `docs` and
+//! `lua_read_doc` (`regex` lives in [`crate::regex`], `time` in [`crate::clock`]).
+//!
+//! `log` is `print` for progress: the embedder may send it elsewhere than the output (the CLI
+//! sends it to stderr, even with `--json`, where stdout holds only the envelope).
 //!
 //! They are Rust functions that return `true, ...` or `false, message`, lifted by the prelude
 //! so that errors are raised from the script's line like those of Lua's own functions.
@@ -8,7 +11,7 @@ use std::sync::Arc;
 
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Value as LuaValue};
 
-use crate::limits::{Budget, LimitHit, Limits, Output, VALUE_OVERHEAD, show_bytes};
+use crate::limits::{Budget, Limits, Output, VALUE_OVERHEAD, show_bytes};
 use crate::sandbox::Prelude;
 use crate::values::{self, ConvertError};
 use kosmo_runtime::catalog;
@@ -101,15 +104,28 @@ fn string_arg(args: &MultiValue, i: usize, function: &str) -> Result<String, Str
     }
 }
 
-/// Install `print`, `dump`, `json`, `docs` and `lua_read_doc`.
+/// Install `print`, `dump`, `log`, `json`, `docs` and `lua_read_doc`. `log` writes to `log`
+/// (the same [`Output`] as `output` when the embedder has no sink of its own for it).
 pub(crate) fn install(
     lua: &Lua,
     prelude: &Prelude,
     output: Arc<Output>,
+    log: Arc<Output>,
     budget: Arc<Budget>,
     limits: &Limits,
 ) -> mlua::Result<()> {
     let globals = lua.globals();
+
+    let tostring = prelude.tostring.clone();
+    let b = budget.clone();
+    globals.raw_set(
+        "log",
+        lifted(lua, prelude, move |_, args| {
+            let line = print_line(&tostring, &args, log.room())?;
+            write(&log, &b, &line)?;
+            Ok(MultiValue::new())
+        })?,
+    )?;
 
     let tostring = prelude.tostring.clone();
     let (out, b) = (output.clone(), budget.clone());
@@ -133,7 +149,7 @@ pub(crate) fn install(
                 match values::dump(lua, v, allowance) {
                     Ok(text) => shown.push(text),
                     Err(ConvertError::TooLarge(_)) => {
-                        budget.set_hit(LimitHit::Output);
+                        budget.set_hit(output.kind());
                         return Err(output.refusal().into());
                     }
                     Err(e) => return Err(Failure::convert("dump", e)),
@@ -272,7 +288,7 @@ fn print_line(tostring: &Function, args: &MultiValue, room: usize) -> Result<Str
 fn write(output: &Output, budget: &Budget, text: &str) -> Result<(), String> {
     output
         .push(text)
-        .inspect_err(|_| budget.set_hit(LimitHit::Output))
+        .inspect_err(|_| budget.set_hit(output.kind()))
 }
 
 /// The first line of an error (mlua adds a traceback).

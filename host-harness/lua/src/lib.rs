@@ -5,8 +5,11 @@
 //! - `limits`: memory, CPU time and output caps, and the caps on every copy the host makes of
 //!   script values ([`Limits`]);
 //! - `values`: Lua <-> JSON and `dump`'s readable form;
-//! - `globals` and `regex`: `print`, `dump`, `json`, `docs`, `lua_read_doc`, `regex`;
+//! - `globals`, `regex` and `clock`: `print`, `dump`, `log`, `json`, `docs`, `lua_read_doc`,
+//!   `regex`, `time`;
 //! - `proxy`: the read-only `app` tables;
+//! - `location`: where an error happened (`line`, `source`, `traceback`);
+//! - `repl`: the REPL's rewrite of top-level `local`s; `show`: results in `dump`'s form;
 //! - `mcp` and `mcp_docs`: `app.mcp`, `mcp.*` and the `mcp` docs topics, over the embedder's
 //!   [`ToolServers`] (no MCP library here).
 //!
@@ -27,13 +30,17 @@
 
 #![deny(missing_docs)]
 
+mod clock;
 mod globals;
 mod limits;
+mod location;
 mod mcp;
 mod mcp_docs;
 mod proxy;
 mod regex;
+mod repl;
 mod sandbox;
+mod show;
 mod values;
 
 use std::sync::Arc;
@@ -46,10 +53,12 @@ use serde_json::{Value, json};
 use kosmo_runtime::{CallRecord, ErrorCode, Host};
 pub use limits::{ARGUMENT_BYTES, Limits, RESULT_BYTES, TEXT_BYTES, VALUE_OVERHEAD};
 pub use mcp::{BoxFuture, ToolServers};
+pub use show::{SHOW_BYTES, show};
 pub use values::{ConvertError, SORT_BYTES, dump, from_json, to_json, to_json_lossy};
 
 use globals::{first_line, is_memory_error};
-use limits::{Budget, LimitHit, Output, show_bytes};
+use limits::{Budget, INTERRUPTED_MESSAGE, LimitHit, Output, over_message, show_bytes};
+use location::Location;
 use proxy::{Calls, MainThread};
 use sandbox::Prelude;
 
@@ -58,9 +67,10 @@ use sandbox::Prelude;
 pub struct EvalOutcome {
     /// Whether the script ran to its end.
     pub success: bool,
-    /// What it printed (capped).
+    /// What it printed (capped); empty when [`SessionOptions::live_output`] took it.
     pub output: String,
-    /// Why it failed: an error table (`code`, `message`, ...).
+    /// Why it failed: an error table (`code`, `message`, ...), with where it happened when
+    /// that is known: `line`, `source` (the chunk as Lua shows it) and `traceback`.
     pub error: Option<Value>,
     /// The values it returned.
     pub result: Vec<Value>,
@@ -94,6 +104,28 @@ impl Watchdog {
     }
 }
 
+/// Stops a session's running evaluation from anywhere (a Ctrl-C handler): see
+/// [`Session::interrupter`].
+#[derive(Clone)]
+pub struct Interrupter {
+    budget: Arc<Budget>,
+}
+
+impl Interrupter {
+    /// Stop the evaluation running now; it ends with the error `interrupted`, which the
+    /// script's `pcall` cannot catch. Lua code stops at the CPU hook's next check (every few
+    /// thousand instructions); a wait for an `app.*` call is abandoned at once (the call's
+    /// request may still reach the service). Made while nothing runs, it is forgotten when
+    /// the next evaluation starts.
+    pub fn interrupt(&self) {
+        self.budget.interrupt();
+    }
+}
+
+/// Where live text goes ([`SessionOptions::live_output`], [`SessionOptions::live_log`]):
+/// called with each piece as it is written, from the thread running the script.
+pub type LiveSink = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// What a session exposes besides the globals every session has.
 #[derive(Clone)]
 pub struct SessionOptions {
@@ -103,6 +135,13 @@ pub struct SessionOptions {
     /// MCP servers for `app.mcp.*`, `mcp.*` and the `mcp` docs topics (none: `app.mcp` and
     /// `mcp` do not exist).
     pub tools: Option<Arc<dyn ToolServers>>,
+    /// Where `print` and `dump` write as they run (each call's text, newline included), for a
+    /// REPL or a long script to show output as it comes; it is then not kept in
+    /// [`EvalOutcome::output`]. The cap ([`Limits::output_bytes`]) counts it all the same.
+    pub live_output: Option<LiveSink>,
+    /// Where `log(...)` writes (progress, meant for stderr even with `--json`), under its own
+    /// count of the same cap. Without one, `log` is `print`.
+    pub live_log: Option<LiveSink>,
 }
 
 impl Default for SessionOptions {
@@ -110,6 +149,8 @@ impl Default for SessionOptions {
         SessionOptions {
             integrations: true,
             tools: None,
+            live_output: None,
+            live_log: None,
         }
     }
 }
@@ -122,6 +163,8 @@ pub struct Session {
     host: Arc<Host>,
     budget: Arc<Budget>,
     output: Arc<Output>,
+    /// Where `log` writes: `output` itself unless the embedder gave `live_log`.
+    log: Arc<Output>,
     main: MainThread,
     limits: Limits,
 }
@@ -158,12 +201,32 @@ impl Session {
         options: SessionOptions,
     ) -> Result<Session, String> {
         let budget = Arc::new(Budget::new());
-        let output = Arc::new(Output::new(limits.output_bytes));
+        let output = Arc::new(Output::new(
+            limits.output_bytes,
+            options.live_output.clone(),
+            LimitHit::Output,
+        ));
+        let log = match &options.live_log {
+            Some(live) => Arc::new(Output::new(
+                limits.output_bytes,
+                Some(live.clone()),
+                LimitHit::Log,
+            )),
+            None => output.clone(),
+        };
         let main = MainThread::default();
         let setup = || -> mlua::Result<(Lua, Prelude)> {
             let (lua, prelude) = sandbox::new_state(budget.clone())?;
-            globals::install(&lua, &prelude, output.clone(), budget.clone(), &limits)?;
+            globals::install(
+                &lua,
+                &prelude,
+                output.clone(),
+                log.clone(),
+                budget.clone(),
+                &limits,
+            )?;
             regex::install(&lua, &prelude, limits.text_cap())?;
+            clock::install(&lua, &prelude)?;
             proxy::register(&lua, &prelude)?;
             let calls = Calls {
                 budget: budget.clone(),
@@ -202,6 +265,7 @@ impl Session {
             host,
             budget,
             output,
+            log,
             main,
             limits,
         })
@@ -217,6 +281,14 @@ impl Session {
         Watchdog {
             budget: self.budget.clone(),
             output: self.output.clone(),
+        }
+    }
+
+    /// A handle that stops the running evaluation (Ctrl-C): see [`Interrupter::interrupt`].
+    /// The session and its globals stay usable after an interrupt.
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter {
+            budget: self.budget.clone(),
         }
     }
 
@@ -242,6 +314,12 @@ impl Session {
     }
 
     /// Run a REPL line: as an expression when it is one (so `x` shows x), else as statements.
+    ///
+    /// As statements, the line's top-level `local` declarations become globals (`local x = 1`
+    /// is run as `x = 1`, `local function f` as `function f`, `local x` as `x = nil`;
+    /// attributes such as `<const>` are dropped): each line is its own chunk, so a local
+    /// would be gone by the next line. Locals inside functions and blocks stay locals, and
+    /// [`Session::eval`] never rewrites anything.
     pub async fn eval_interactive(&self, code: &str) -> EvalOutcome {
         match self.compile(&format!("return {code};"), "=stdin") {
             Ok(f) => {
@@ -250,12 +328,14 @@ impl Session {
                 let run = self.run(f).await;
                 self.finish(run, started)
             }
-            Err(_) => self.eval(code, "=stdin").await,
+            Err(_) => self.eval(&repl::globalize_locals(code), "=stdin").await,
         }
     }
 
     fn begin(&self) {
-        self.output.take();
+        self.output.reset();
+        self.log.reset();
+        location::forget_callers(&self.lua);
         self.host.take_records();
         self.budget.arm(self.limits.cpu);
     }
@@ -302,7 +382,21 @@ impl Session {
                 };
             }
         };
-        let packed = match tokio::time::timeout(self.limits.wall, future).await {
+        // An interrupt ends a wait for the host at once (dropping the thread abandons the
+        // call); running Lua code it stops through the hook (`Budget::check`).
+        let raced = tokio::select! {
+            biased;
+            done = tokio::time::timeout(self.limits.wall, future) => Some(done),
+            () = self.budget.interrupted() => None,
+        };
+        let Some(done) = raced else {
+            self.budget.set_hit(LimitHit::Interrupted);
+            return Run {
+                error: Some(self.limit_error(LimitHit::Interrupted)),
+                ..Run::default()
+            };
+        };
+        let packed = match done {
             Err(_) => {
                 let message = format!(
                     "the script did not finish within its time limit of {} s",
@@ -328,8 +422,15 @@ impl Session {
             .collect();
         if !ok {
             let value = values.into_iter().next().unwrap_or(LuaValue::Nil);
+            let raised_at = packed
+                .raw_get::<Option<Table>>("where")
+                .ok()
+                .flatten()
+                .and_then(|t| Location::from_table(&t));
+            let mut error = self.script_error(value);
+            location::complete(&mut error, raised_at.as_ref());
             return Run {
-                error: Some(self.script_error(value)),
+                error: Some(error),
                 ..Run::default()
             };
         }
@@ -516,13 +617,11 @@ impl Session {
     fn limit_error(&self, hit: LimitHit) -> Value {
         match hit {
             LimitHit::Cpu => error_json(ErrorCode::CpuLimit, self.budget.cpu_message()),
-            LimitHit::Output => error_json(
+            LimitHit::Output | LimitHit::Log => error_json(
                 ErrorCode::OutputLimit,
-                format!(
-                    "the script printed more than {} bytes; print less (summarise, or return a table)",
-                    self.limits.output_bytes
-                ),
+                over_message(hit, self.limits.output_bytes),
             ),
+            LimitHit::Interrupted => error_json(ErrorCode::Interrupted, INTERRUPTED_MESSAGE),
         }
     }
 
@@ -662,6 +761,9 @@ mod tests {
                 "code": ErrorCode::ScriptError.as_str(),
                 "message": "stopped",
                 "value": {"code": "cpu_limit", "message": "stopped"},
+                "line": 1,
+                "source": "eval",
+                "traceback": "eval:1: in main chunk",
             })
         );
         let out = s
@@ -796,5 +898,311 @@ mod tests {
         assert_eq!(out.calls.len(), 1);
         let out = s.eval("for i = 1, 2 do", "=eval").await;
         assert!(out.incomplete && !out.success);
+    }
+
+    /// A session over accounts `default` and `staging` at the emulator (`pk_default`,
+    /// `pk_staging`).
+    async fn emulated(options: SessionOptions) -> (Session, kosmo_emulator::Emulator) {
+        use kosmo_runtime::{Account, AccountConfig, ApiKey, Policy};
+        let emulator = kosmo_emulator::Emulator::start().await.unwrap();
+        let accounts = ["default", "staging"]
+            .into_iter()
+            .map(|name| AccountConfig {
+                account: Account::new(
+                    name,
+                    ApiKey::new(format!("pk_{name}")),
+                    &emulator.base_url(),
+                )
+                .unwrap(),
+                policy: Policy::default(),
+            })
+            .collect();
+        let host = Arc::new(Host::new(accounts, HostOptions::default()));
+        let session = Session::with_options(host, small(), options).unwrap();
+        (session, emulator)
+    }
+
+    /// Collects what a live sink is handed.
+    fn sink() -> (LiveSink, Arc<std::sync::Mutex<String>>) {
+        let seen = Arc::new(std::sync::Mutex::new(String::new()));
+        let into = seen.clone();
+        (
+            Arc::new(move |s: &str| into.lock().unwrap().push_str(s)),
+            seen,
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn live_output_and_log_go_to_their_sinks_under_the_cap() {
+        let (output, printed) = sink();
+        let (log, logged) = sink();
+        let limits = Limits {
+            output_bytes: 1000,
+            ..small()
+        };
+        let host = Arc::new(Host::new(Vec::new(), HostOptions::default()));
+        let options = SessionOptions {
+            live_output: Some(output),
+            live_log: Some(log),
+            ..SessionOptions::default()
+        };
+        let s = Session::with_options(host, limits.clone(), options).unwrap();
+        let out = s
+            .eval(
+                "print('a', 1) log('step', 2) dump({x = 1}) return 'done'",
+                "=eval",
+            )
+            .await;
+        assert!(out.success, "{out:?}");
+        assert_eq!(out.output, "", "live output is not kept");
+        assert_eq!(*printed.lock().unwrap(), "a\t1\n{ x = 1 }\n");
+        assert_eq!(*logged.lock().unwrap(), "step\t2\n");
+        // Each has its own count of the same cap: 600 + 600 bytes fit, 1200 of either do not.
+        let out = s
+            .eval(
+                "print(('p'):rep(599)) log(('l'):rep(599)) return 1",
+                "=eval",
+            )
+            .await;
+        assert!(out.success, "{out:?}");
+        for (code, message) in [
+            (
+                "for i = 1, 1e6 do pcall(log, ('l'):rep(99)) end",
+                "logged more than 1000 bytes",
+            ),
+            (
+                "for i = 1, 1e6 do pcall(print, ('p'):rep(99)) end",
+                "printed more than 1000 bytes",
+            ),
+        ] {
+            let out = s.eval(code, "=eval").await;
+            let e = error_of(&out);
+            assert_eq!(e["code"], ErrorCode::OutputLimit.as_str(), "{code}: {e}");
+            assert!(
+                e["message"].as_str().unwrap().contains(message),
+                "{code}: {e}"
+            );
+        }
+        assert!(printed.lock().unwrap().len() < 2 * limits.output_bytes + 40);
+
+        // Without sinks, `log` is `print`, and the watchdog still reads the output.
+        let s = session();
+        let out = s.eval("print('a') log('b', true)", "=eval").await;
+        assert_eq!(out.output, "a\nb\ttrue\n");
+        let watchdog = s.watchdog();
+        let output = s.output.clone();
+        output.push("seen\n").unwrap();
+        assert_eq!(watchdog.take_output(), "seen\n");
+    }
+
+    /// Interrupts Lua code that loops, from another thread, after `after`.
+    fn interrupt_after(s: &Session, after: Duration) {
+        let interrupter = s.interrupter();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            interrupter.interrupt();
+        });
+    }
+
+    fn assert_interrupted(out: &EvalOutcome) {
+        let e = error_of(out);
+        assert_eq!(e["code"], ErrorCode::Interrupted.as_str(), "{e}");
+        assert_eq!(e["message"], "stopped by Ctrl-C", "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_interrupt_stops_the_evaluation_and_keeps_the_session() {
+        // A Ctrl-C handler holds the interrupter on another thread while the evaluation (a
+        // Send future) runs.
+        fn shareable<T: Clone + Send + Sync + 'static>(_: &T) {}
+        fn sendable<T: Send>(_: &T) {}
+        let s = session_with(Limits {
+            cpu: Duration::from_secs(60),
+            ..small()
+        });
+        shareable(&s.interrupter());
+        sendable(&s.eval("", "=eval"));
+        assert!(s.eval("kept = 41", "=eval").await.success);
+        for code in [
+            "while true do end",
+            // pcall (and xpcall, and coroutines) cannot swallow it.
+            "while true do pcall(function() while true do end end) end",
+            "while true do xpcall(function() while true do end end, function(e) return e end) end",
+            "local co = coroutine.wrap(function() while true do end end) while true do pcall(co) end",
+        ] {
+            interrupt_after(&s, Duration::from_millis(200));
+            let started = Instant::now();
+            let out = s.eval(code, "=eval").await;
+            assert!(started.elapsed() < Duration::from_secs(10), "{code}");
+            assert_interrupted(&out);
+        }
+        let out = s.eval_interactive("kept + 1").await;
+        assert_eq!(out.result, vec![json!(42)], "{out:?}");
+        // Made while nothing runs, an interrupt is forgotten at the next start.
+        s.interrupter().interrupt();
+        let out = s
+            .eval(
+                "local n = 0 for i = 1, 1e6 do n = n + 1 end return n",
+                "=eval",
+            )
+            .await;
+        assert_eq!(out.result, vec![json!(1_000_000)], "{out:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_interrupt_abandons_a_klaviyo_call_at_once() {
+        let (s, emulator) = emulated(SessionOptions::default()).await;
+        emulator.inject_fault(
+            "pk_default",
+            kosmo_emulator::Fault::Delay(Duration::from_secs(60)),
+        );
+        interrupt_after(&s, Duration::from_millis(300));
+        let started = Instant::now();
+        let code =
+            "kept = 1 local ok = pcall(app.integrations.klaviyo.list_lists, {}) return 'swallowed'";
+        let out = s.eval(code, "=eval").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_interrupted(&out);
+        let out = s.eval("return kept", "=eval").await;
+        assert_eq!(out.result, vec![json!(1)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn repl_locals_outlive_their_line_but_eval_keeps_lua_rules() {
+        let s = session();
+        for line in [
+            "local x = 1",
+            "local function f(n) local y = n * 2 return y end",
+            "local a, b <const> = 'a', 'b'",
+            "local unset",
+        ] {
+            let out = s.eval_interactive(line).await;
+            assert!(out.success, "{line}: {out:?}");
+        }
+        let out = s.eval_interactive("x, f(20), a .. b, unset, y").await;
+        assert_eq!(
+            out.result,
+            vec![json!(1), json!(40), json!("ab"), json!(null), json!(null)]
+        );
+        assert!(s.eval_interactive("local function g()").await.incomplete);
+        assert!(s.eval("local z = 1", "=eval").await.success);
+        assert_eq!(s.eval("return z", "=eval").await.result, vec![json!(null)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn errors_say_where_they_happened() {
+        let (s, _emulator) = emulated(SessionOptions::default()).await;
+        let code = "local id = '01NOPE'\n\
+                    -- the call below fails\n\
+                    return app.integrations.klaviyo.get_profile({profile_id = id})";
+        let out = s.eval(code, "@fail.lua").await;
+        let e = error_of(&out);
+        assert_eq!(e["code"], "not_found", "{e}");
+        assert_eq!(
+            (&e["line"], &e["source"]),
+            (&json!(3), &json!("fail.lua")),
+            "{e}"
+        );
+        assert_eq!(e["traceback"], "fail.lua:3: in main chunk", "{e}");
+        // Not a tail call: the script's frame is on the stack itself.
+        let code = code.replace("return app", "local p = app");
+        let e = error_of(&s.eval(&code, "@fail.lua").await).clone();
+        assert_eq!(
+            (&e["line"], &e["source"]),
+            (&json!(3), &json!("fail.lua")),
+            "{e}"
+        );
+        // Caught, the table says it too; raised again elsewhere, it keeps where it happened.
+        let code = "local function get()\n\
+                      return app.integrations.klaviyo.staging.get_profile({profile_id = '01NOPE'})\n\
+                    end\n\
+                    local ok, e = pcall(get)\n\
+                    assert(e.line == 2 and e.source == 'eval', tostring(e.line))\n\
+                    local _, unknown = pcall(function() return app.integrations.klaviyo.get_profle end)\n\
+                    assert(unknown.line == 6, tostring(unknown.line))\n\
+                    error(e)";
+        let out = s.eval(code, "=eval").await;
+        let e = error_of(&out);
+        assert_eq!(
+            (&e["code"], &e["line"]),
+            (&json!("not_found"), &json!(2)),
+            "{e}"
+        );
+        assert_eq!(
+            e["traceback"], "eval:2: in function <eval:1>\neval:4: in main chunk",
+            "{e}"
+        );
+        // Lua's own errors: `line` and `source` from the message, which stays as it was.
+        let out = s.eval("local t\n\nerror('boom')", "@fail.lua").await;
+        let e = error_of(&out);
+        assert_eq!(e["message"], "fail.lua:3: boom");
+        assert_eq!(
+            (&e["line"], &e["source"]),
+            (&json!(3), &json!("fail.lua")),
+            "{e}"
+        );
+        let out = s.eval("local t\nreturn t.x", "=eval").await;
+        let e = error_of(&out);
+        assert_eq!(
+            (&e["line"], &e["source"]),
+            (&json!(2), &json!("eval")),
+            "{e}"
+        );
+        assert_eq!(e["traceback"], "eval:2: in main chunk", "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn unknown_names_say_whether_they_are_functions_or_accounts() {
+        let (s, _emulator) = emulated(SessionOptions::default()).await;
+        let unknown = |name: &str| {
+            format!(
+                "local ok, e = pcall(function() return app.integrations.klaviyo.{name} end) return e.code, e.message"
+            )
+        };
+        let out = s.eval(&unknown("prod"), "=eval").await;
+        assert_eq!(out.result[0], "unknown_name");
+        let message = out.result[1].as_str().unwrap();
+        assert!(
+            message.starts_with(
+                "`klaviyo.prod` is neither a function nor a configured account. Accounts: default, \
+                 staging (add one with `kosmo integrations:configure klaviyo --account prod`). \
+                 Functions: create_profile, get_profile,"
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("Did you mean"), "{message}");
+        let out = s.eval(&unknown("stagin"), "=eval").await;
+        assert_eq!(out.result[0], "unknown_name");
+        let message = out.result[1].as_str().unwrap();
+        assert!(
+            message.contains("is neither a function nor a configured account")
+                && message.ends_with(". Did you mean `app.integrations.klaviyo.staging`?"),
+            "{message}"
+        );
+        let out = s.eval(&unknown("get_profle"), "=eval").await;
+        assert_eq!(
+            out.result,
+            vec![
+                json!("unknown_function"),
+                json!(
+                    "Unknown function: app.integrations.klaviyo.get_profle. Did you mean `app.integrations.klaviyo.get_profile`?"
+                )
+            ]
+        );
+        // Under an account there are only functions; a huge name is shown cut.
+        let out = s.eval(&unknown("staging.nope"), "=eval").await;
+        assert_eq!(out.result[0], "unknown_function");
+        let out = s
+            .eval(&unknown("staging[string.rep('x', 1e6)]"), "=eval")
+            .await;
+        let message = out.result[1].as_str().unwrap();
+        assert!(
+            message.contains(&format!("staging.{}...", "x".repeat(64))) && message.len() < 1000,
+            "{message}"
+        );
     }
 }

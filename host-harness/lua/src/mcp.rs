@@ -31,6 +31,7 @@ use serde_json::Value;
 use kosmo_runtime::{CallError, ErrorCode};
 
 use crate::globals::{lifted, one};
+use crate::location;
 use crate::mcp_docs;
 use crate::proxy::{Calls, Node, call_arguments};
 use crate::sandbox::{Prelude, error_table};
@@ -204,14 +205,16 @@ fn lookup_tool(
             LuaValue::Table(error_table(lua, &e.to_json())?),
         ));
     };
-    let found: LuaValue = node.tools.raw_get(name.clone())?;
-    if !found.is_nil() {
-        return Ok((found, LuaValue::Nil));
+    let found: Option<Function> = node.tools.raw_get(name.clone())?;
+    if let Some(f) = found {
+        location::remember_caller(lua, &f);
+        return Ok((LuaValue::Function(f), LuaValue::Nil));
     }
     let f: Function =
         node.make_fn
             .call((node.invoke.clone(), node.server.as_str(), name.clone()))?;
     node.tools.raw_set(name.clone(), f.clone())?;
+    location::remember_caller(lua, &f);
     Ok((LuaValue::Function(f), LuaValue::Nil))
 }
 
@@ -376,6 +379,9 @@ mod tests {
             args: Value,
         ) -> BoxFuture<'_, Result<Value, CallError>> {
             Box::pin(async move {
+                if tool == "hang" {
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                }
                 // Slow enough that a budget still running would be spent.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 match tool.as_str() {
@@ -400,6 +406,7 @@ mod tests {
         let options = SessionOptions {
             integrations,
             tools: Some(Arc::new(Fake)),
+            ..SessionOptions::default()
         };
         Session::with_options(host, limits, options).unwrap()
     }
@@ -443,6 +450,37 @@ mod tests {
             ],
             "{out:?}"
         );
+    }
+
+    /// An interrupt abandons the wait for a tool at once; `pcall` does not swallow it, and the
+    /// session goes on.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_interrupt_abandons_a_tool_call() {
+        let s = session(false);
+        let interrupter = s.interrupter();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            interrupter.interrupt();
+        });
+        let started = std::time::Instant::now();
+        let out = s
+            .eval("pcall(app.mcp.fake.hang, {}) return 'swallowed'", "=eval")
+            .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            out.error.unwrap()["code"],
+            "interrupted",
+            "{:?}",
+            out.result
+        );
+        let out = s
+            .eval("return app.mcp.fake.echo{n = 1}.got.n", "=eval")
+            .await;
+        assert_eq!(out.result, vec![json!(1)], "{out:?}");
     }
 
     #[tokio::test(flavor = "multi_thread")]

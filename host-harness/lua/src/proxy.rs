@@ -6,6 +6,11 @@
 //! mlua protects their metatable (`getmetatable` gives `false`), so no script can change what
 //! `app` resolves to. An unknown name raises an error table (`unknown_function`, with a "Did
 //! you mean" suggestion) instead of giving nil.
+//!
+//! `app.integrations.klaviyo` holds both functions and accounts, so a name unknown there is
+//! told apart (see [`unknown_function_or_account`]): a typo of a function stays the
+//! contract's `Unknown function: ...` (`unknown_function`); anything else says it is neither
+//! a function nor a configured account, lists each apart, and is `unknown_name`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +25,7 @@ use kosmo_runtime::names::suggest;
 use kosmo_runtime::{CallError, DEFAULT_ACCOUNT, ErrorCode, Host, catalog};
 
 use crate::limits::{Budget, show_bytes};
+use crate::location;
 use crate::sandbox::{Prelude, error_table};
 use crate::values::{self, ConvertError};
 
@@ -36,6 +42,9 @@ pub(crate) struct Node {
     listing: Vec<String>,
     /// What a missing name is called in the error (`function`, `integration`, `name`).
     what: &'static str,
+    /// The accounts among the entries (only `app.integrations.klaviyo` has any): a missing
+    /// name there is told apart from them.
+    accounts: Vec<String>,
 }
 
 impl Node {
@@ -51,6 +60,7 @@ impl Node {
             entries,
             listing,
             what,
+            accounts: Vec::new(),
         }
     }
 
@@ -94,11 +104,18 @@ impl UserData for Node {
 fn lookup(lua: &Lua, (ud, key): (AnyUserData, LuaValue)) -> mlua::Result<(LuaValue, LuaValue)> {
     let node = ud.borrow::<Node>()?;
     let found: LuaValue = node.entries.raw_get(key.clone())?;
+    if let LuaValue::Function(f) = &found {
+        location::remember_caller(lua, f);
+    }
     if !found.is_nil() {
         return Ok((found, LuaValue::Nil));
     }
-    let name = match &key {
-        LuaValue::String(s) => s.to_string_lossy(),
+    // Copied only up to what is compared or shown (past SUGGEST_BYTES it is neither).
+    let full_name = match &key {
+        LuaValue::String(s) => {
+            let bytes = s.as_bytes();
+            String::from_utf8_lossy(&bytes[..bytes.len().min(4 * SUGGEST_BYTES)]).into_owned()
+        }
         other => format!("<{}>", other.type_name()),
     };
     let mut known: Vec<String> = Vec::new();
@@ -106,7 +123,16 @@ fn lookup(lua: &Lua, (ud, key): (AnyUserData, LuaValue)) -> mlua::Result<(LuaVal
         known.push(pair?.0);
     }
     known.sort();
-    let suggestion = suggest(&name, known.iter().map(String::as_str)).map(str::to_owned);
+    let suggestion = if full_name.len() <= SUGGEST_BYTES {
+        suggest(&full_name, known.iter().map(String::as_str)).map(str::to_owned)
+    } else {
+        None
+    };
+    let name = shown_name(&full_name);
+    if !node.accounts.is_empty() {
+        let error = unknown_function_or_account(&node, &name, suggestion);
+        return Ok((LuaValue::Nil, LuaValue::Table(error_table(lua, &error)?)));
+    }
     let what = node.what;
     let mut message = format!("Unknown {what}: {}.{name}", node.path);
     match &suggestion {
@@ -127,6 +153,88 @@ fn lookup(lua: &Lua, (ud, key): (AnyUserData, LuaValue)) -> mlua::Result<(LuaVal
         "suggestion": suggestion.map(|s| format!("{}.{s}", node.path)),
     });
     Ok((LuaValue::Nil, LuaValue::Table(error_table(lua, &error)?)))
+}
+
+/// The error for `name`, missing from `app.integrations.klaviyo` (a node with accounts).
+///
+/// The code follows the closest name: `unknown_function` when it is a function (a typo of
+/// one: the message is the contract's `Unknown function: ...`, unchanged), `unknown_name`
+/// when it is an account or nothing is close (then the name may as well have been meant as
+/// an account, e.g. one not configured yet, and the message says how to add it).
+fn unknown_function_or_account(
+    node: &Node,
+    name: &str,
+    suggestion: Option<String>,
+) -> serde_json::Value {
+    let path = &node.path;
+    let close_to_function = suggestion
+        .as_ref()
+        .is_some_and(|s| !node.accounts.contains(s));
+    let (code, mut message) = if close_to_function {
+        (
+            ErrorCode::UnknownFunction,
+            format!("Unknown function: {path}.{name}"),
+        )
+    } else {
+        let functions: Vec<&str> = node
+            .listing
+            .iter()
+            .filter(|n| !node.accounts.contains(n))
+            .map(String::as_str)
+            .collect();
+        let shown = path.strip_prefix("app.integrations.").unwrap_or(path);
+        // Only a name that could be an account gets the command to add one.
+        let add = if is_account_name(name) {
+            format!(" (add one with `kosmo integrations:configure klaviyo --account {name}`)")
+        } else {
+            String::new()
+        };
+        let message = format!(
+            "`{shown}.{name}` is neither a function nor a configured account. Accounts: {}{add}. \
+             Functions: {}",
+            node.accounts.join(", "),
+            functions.join(", "),
+        );
+        (ErrorCode::UnknownName, message)
+    };
+    if let Some(s) = &suggestion {
+        message.push_str(&format!(". Did you mean `{path}.{s}`?"));
+    } else if code == ErrorCode::UnknownName {
+        message.push('.');
+    }
+    json!({
+        "code": code.as_str(),
+        "status": null,
+        "message": message,
+        "function": name,
+        "suggestion": suggestion.map(|s| format!("{path}.{s}")),
+    })
+}
+
+/// Whether `name` may be given to `--account` (the rule of `kosmo integrations:configure`: a
+/// letter, then letters, digits and `_`, at most 64): only then is the command suggested.
+fn is_account_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Longest name compared for "Did you mean": no known name is longer than about 40
+/// characters, so a longer one cannot be close, and the comparison costs its length times
+/// theirs.
+const SUGGEST_BYTES: usize = 100;
+
+/// Most characters of an unknown name repeated in the error (a script may index with any
+/// string, 10 MiB long).
+const SHOWN_NAME_CHARS: usize = 64;
+
+/// A missing name as the error repeats it: at most [`SHOWN_NAME_CHARS`] characters.
+fn shown_name(name: &str) -> String {
+    match name.char_indices().nth(SHOWN_NAME_CHARS) {
+        Some((end, _)) => format!("{}...", &name[..end]),
+        None => name.to_string(),
+    }
 }
 
 /// The thread the current evaluation runs on: Klaviyo calls must be made from it (an async
@@ -226,30 +334,25 @@ fn integrations_node(
         }
         let path = format!("{base}.{account}");
         let (entries, listing) = account_node(Some(account))?;
-        let node = lua.create_userdata(Node {
-            path,
-            entries,
-            listing,
-            what: "function",
-        })?;
+        let node = lua.create_userdata(Node::new(path, entries, listing, "function"))?;
         klaviyo_entries.raw_set(account.as_str(), node)?;
         klaviyo_listing.push(account.clone());
     }
-    let klaviyo = lua.create_userdata(Node {
-        path: base.into(),
-        entries: klaviyo_entries,
-        listing: klaviyo_listing,
-        what: "function",
-    })?;
+    let mut klaviyo = Node::new(base.into(), klaviyo_entries, klaviyo_listing, "function");
+    klaviyo.accounts = accounts
+        .into_iter()
+        .filter(|a| !functions.contains(&a.as_str()))
+        .collect();
+    let klaviyo = lua.create_userdata(klaviyo)?;
 
     let integrations_entries = lua.create_table()?;
     integrations_entries.raw_set("klaviyo", klaviyo)?;
-    lua.create_userdata(Node {
-        path: "app.integrations".into(),
-        entries: integrations_entries,
-        listing: vec!["klaviyo".into()],
-        what: "integration",
-    })
+    lua.create_userdata(Node::new(
+        "app.integrations".into(),
+        integrations_entries,
+        vec!["klaviyo".into()],
+        "integration",
+    ))
 }
 
 /// A call's arguments as JSON, through the same capped conversion for every surface

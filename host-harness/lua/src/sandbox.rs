@@ -20,6 +20,7 @@ use std::sync::Arc;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value as LuaValue, VmState};
 
 use crate::limits::Budget;
+use crate::location::locate;
 
 /// How often (in VM instructions) the hook checks the CPU deadline.
 const HOOK_EVERY: u32 = 4096;
@@ -27,7 +28,7 @@ const HOOK_EVERY: u32 = 4096;
 /// Runs with the untouched base library, before any script, and keeps what the host needs in
 /// upvalues no script can reach.
 const PRELUDE: &str = r#"
-local G, limit_hit = ...
+local G, limit_hit, locate = ...
 local raw_pcall, raw_xpcall, raw_error, raw_load = pcall, xpcall, error, load
 local type, getmetatable, raw_setmetatable, rawget = type, getmetatable, setmetatable, rawget
 local pack, unpack = table.pack, table.unpack
@@ -111,9 +112,21 @@ local error_mt = {
 -- error is the script's error whatever its `code` field says.
 local host_errors = raw_setmetatable({}, {__mode = "k", __metatable = false})
 
--- Runs a script, keeping its error value as it is (tables stay tables).
-local function keep(e) return e end
-local function runner(script, ...) return pack(raw_xpcall(script, keep, ...)) end
+-- Runs a script, keeping its error value as it is (tables stay tables), and where it was
+-- raised (`where`: line, source, traceback), read while the stack is still there. `locate`
+-- runs protected: should it fail (no memory left), the error itself must still come through.
+local where
+local function keep(e)
+  local ok, w = raw_pcall(locate)
+  where = ok and w or nil
+  return e
+end
+local function runner(script, ...)
+  where = nil
+  local r = pack(raw_xpcall(script, keep, ...))
+  r.where, where = where, nil
+  return r
+end
 
 return {
   runner = runner, lift = lift, make_fn = make_fn, make_index = make_index,
@@ -125,7 +138,8 @@ return {
 /// The host's handles into the state, made by [`PRELUDE`].
 #[derive(Clone)]
 pub(crate) struct Prelude {
-    /// `runner(script, ...) -> table.pack(xpcall(script, ...))`.
+    /// `runner(script, ...) -> table.pack(xpcall(script, ...))`, plus `where` (a
+    /// [`crate::location::Location`] table) when the script failed.
     pub runner: Function,
     /// `lift(f)`: wrap a `(ok, ...)`-returning Rust function into one that raises.
     pub lift: Function,
@@ -162,10 +176,12 @@ pub(crate) fn new_state(budget: Arc<Budget>) -> mlua::Result<(Lua, Prelude)> {
         },
     )?;
     let limit_hit = lua.create_function(move |_, ()| Ok(budget.hit().is_some()))?;
-    let handles: Table = lua
-        .load(PRELUDE)
-        .set_name("=kosmo")
-        .call((lua.globals(), limit_hit))?;
+    let locate =
+        lua.create_function(|lua, ()| locate(lua).map(|at| at.to_table(lua)).transpose())?;
+    let handles: Table =
+        lua.load(PRELUDE)
+            .set_name("=kosmo")
+            .call((lua.globals(), limit_hit, locate))?;
     let prelude = Prelude {
         runner: handles.get("runner")?,
         lift: handles.get("lift")?,
@@ -188,12 +204,17 @@ const REGISTRY_ERROR_MT: &str = "kosmo.error_mt";
 const REGISTRY_HOST_ERRORS: &str = "kosmo.host_errors";
 
 /// A host error table (`code`, `message`, ...): protected `__tostring` metatable, and
-/// recorded as the host's so that its code is believed when the script ends with it.
+/// recorded as the host's so that its code is believed when the script ends with it. Made
+/// while the host function the script called runs, so it also says where the script was
+/// (`line`, `source`, `traceback`: see [`crate::location`]).
 pub(crate) fn error_table(lua: &Lua, error: &serde_json::Value) -> mlua::Result<Table> {
     let table = match crate::values::from_json(lua, error)? {
         LuaValue::Table(t) => t,
         _ => lua.create_table()?,
     };
+    if let Some(at) = locate(lua) {
+        at.add_to_table(&table)?;
+    }
     table.set_metatable(Some(lua.named_registry_value::<Table>(REGISTRY_ERROR_MT)?))?;
     let code = error
         .get("code")

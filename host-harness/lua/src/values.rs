@@ -685,10 +685,7 @@ impl Dumper<'_> {
             LuaValue::LightUserData(p) if p.0.is_null() => self.charged("null".into()),
             LuaValue::Boolean(b) => self.charged(b.to_string()),
             LuaValue::Integer(i) => self.charged(i.to_string()),
-            LuaValue::Number(n) if n.fract() == 0.0 && n.is_finite() => {
-                self.charged(format!("{n:.1}"))
-            }
-            LuaValue::Number(n) => self.charged(n.to_string()),
+            LuaValue::Number(n) => self.charged(float_text(*n)),
             LuaValue::String(s) => self.string(&s.as_bytes()),
             LuaValue::Table(t) => self.table(t, indent),
             // The `app` proxies describe themselves through `__tostring` (host code: scripts
@@ -706,30 +703,17 @@ impl Dumper<'_> {
         if bytes.len() + 2 > self.cap.room() {
             return Err(ConvertError::TooLarge(self.cap.max));
         }
-        self.charged(format!("{:?}", String::from_utf8_lossy(bytes)))
+        self.charged(quote(bytes))
     }
 
     fn table(&mut self, t: &Table, indent: usize) -> Result<String, ConvertError> {
         let ptr = t.to_pointer();
-        if indent > 40 || !self.seen.insert(ptr) {
-            return self.charged("<cycle>".into());
+        if indent > MAX_INDENT || !self.seen.insert(ptr) {
+            return self.charged(CYCLE.into());
         }
         let parts = self.parts(t, indent);
         self.seen.remove(&ptr);
-        let parts = parts?;
-        if parts.is_empty() {
-            return Ok("{}".into());
-        }
-        let inline = format!("{{ {} }}", parts.join(", "));
-        if inline.len() <= INLINE_WIDTH && !inline.contains('\n') {
-            return Ok(inline);
-        }
-        let pad = " ".repeat(indent + 2);
-        Ok(format!(
-            "{{\n{pad}{}\n{}}}",
-            parts.join(&format!(",\n{pad}")),
-            " ".repeat(indent)
-        ))
+        Ok(layout(&parts?, indent))
     }
 
     /// The items of a table, each charged its share of separators and indentation.
@@ -752,22 +736,72 @@ impl Dumper<'_> {
                     let bytes = s.as_bytes();
                     match std::str::from_utf8(&bytes) {
                         Ok(s) if is_identifier(s) => self.charged(s.to_string())?,
-                        _ => format!("[{}]", self.string(&bytes)?),
+                        _ => key_text(&self.string(&bytes)?),
                     }
                 }
-                other => format!("[{}]", self.value(other, indent + 2)?),
+                other => key_text(&self.value(other, indent + 2)?),
             };
             entries.push((key, self.value(&v, indent + 2)?));
         }
-        entries.sort();
-        Ok(entries
-            .into_iter()
-            .map(|(k, v)| format!("{k} = {v}"))
-            .collect())
+        Ok(entry_parts(entries))
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+// What `dump` and [`crate::show`] share, so both write one format.
+
+/// Tables nested deeper than this (in indentation: two spaces a level) show as [`CYCLE`].
+pub(crate) const MAX_INDENT: usize = 40;
+
+/// What stands for a table already being shown (or nested too deep).
+pub(crate) const CYCLE: &str = "<cycle>";
+
+/// A float: `5.0` when integral (Lua's own `tostring` form), else Rust's shortest form.
+pub(crate) fn float_text(n: f64) -> String {
+    if n.fract() == 0.0 && n.is_finite() {
+        format!("{n:.1}")
+    } else {
+        n.to_string()
+    }
+}
+
+/// A string, quoted and escaped.
+pub(crate) fn quote(bytes: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(bytes))
+}
+
+/// A key that is not an identifier, from its shown value: `["not id"]`, `[1]`.
+pub(crate) fn key_text(shown: &str) -> String {
+    format!("[{shown}]")
+}
+
+/// A map's `key = value` items in their shown order (sorted by key text).
+pub(crate) fn entry_parts(mut entries: Vec<(String, String)>) -> Vec<String> {
+    entries.sort();
+    entries
+        .into_iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect()
+}
+
+/// A table from its items: `{}`, on one line when short, else one item a line.
+pub(crate) fn layout(parts: &[String], indent: usize) -> String {
+    if parts.is_empty() {
+        return "{}".into();
+    }
+    let inline = format!("{{ {} }}", parts.join(", "));
+    if inline.len() <= INLINE_WIDTH && !inline.contains('\n') {
+        return inline;
+    }
+    let pad = " ".repeat(indent + 2);
+    format!(
+        "{{\n{pad}{}\n{}}}",
+        parts.join(&format!(",\n{pad}")),
+        " ".repeat(indent)
+    )
+}
+
+/// Whether a key shows bare (`a = 1`) rather than bracketed.
+pub(crate) fn is_identifier(s: &str) -> bool {
     const KEYWORDS: &[&str] = &[
         "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
         "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
