@@ -1,0 +1,102 @@
+//! Instance reuse (`RuntimeConfig::reuse_instances`): an account's next call runs in the
+//! instance its last clean call left, never in another account's, and never in one a failed
+//! call left behind.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kosmo_emulator::{Emulator, Fault};
+use kosmo_runtime::{Account, ApiKey, Runtime, RuntimeConfig};
+use serde_json::json;
+
+/// Compiling the component takes seconds: once per test binary.
+fn runtime(config: RuntimeConfig) -> Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| Runtime::new(RuntimeConfig::default()).expect("the component compiles"))
+        .with_config(config)
+}
+
+async fn reused(runtime: &Runtime, account: &Account) -> bool {
+    let outcome = runtime
+        .call_with_log(account, "list_lists", &json!({}))
+        .await;
+    outcome.result.expect("list_lists works");
+    outcome.stages.reused
+}
+
+/// The second call of an account reuses the first's instance; another account's first call
+/// does not get it. Catches: the kept instances keyed by anything less than the whole account
+/// (one tenant's instance serving another), or reuse never happening.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_serves_only_its_own_account() {
+    let emulator = Emulator::start().await.unwrap();
+    let runtime = runtime(RuntimeConfig::default());
+    let a = Account::new("shop", ApiKey::new("pk_reuse_a_0001"), &emulator.base_url()).unwrap();
+    // Same name and URL, another key: another tenant.
+    let b = Account::new("shop", ApiKey::new("pk_reuse_b_0002"), &emulator.base_url()).unwrap();
+    assert!(!reused(&runtime, &a).await, "a's first call gets a fresh instance");
+    assert!(reused(&runtime, &a).await, "a's second call reuses a's instance");
+    assert!(!reused(&runtime, &b).await, "b never gets a's instance");
+    assert!(reused(&runtime, &b).await);
+    assert!(reused(&runtime, &a).await);
+}
+
+/// A call that ended in a component error (Klaviyo's 404) left a sound instance: kept. One
+/// that timed out did not: the next call starts fresh. Catches: keeping the Store of a call
+/// abandoned mid-flight (its instance stopped half-way through guest code).
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_call_that_ran_to_its_end_leaves_its_instance() {
+    let emulator = Emulator::start().await.unwrap();
+    let key = "pk_reuse_faults_01";
+    let account = Account::new("faults", ApiKey::new(key), &emulator.base_url()).unwrap();
+    let mut config = RuntimeConfig::default();
+    config.call_timeout = Duration::from_millis(400);
+    let runtime = runtime(config);
+
+    assert!(!reused(&runtime, &account).await);
+    let missing = runtime
+        .call_with_log(&account, "get_profile", &json!({"profile_id": "01NOPE"}))
+        .await;
+    assert_eq!(missing.result.unwrap_err().code, "not_found");
+    assert!(missing.stages.reused);
+    assert!(reused(&runtime, &account).await, "a component error keeps the instance");
+
+    emulator.inject_fault(key, Fault::Delay(Duration::from_secs(3)));
+    let slow = runtime
+        .call_with_log(&account, "list_lists", &json!({}))
+        .await;
+    assert_eq!(slow.result.unwrap_err().code, "timeout");
+    assert!(slow.stages.reused);
+    assert!(
+        !reused(&runtime, &account).await,
+        "the timed-out call's instance is not reused"
+    );
+}
+
+/// With reuse off every call is fresh; a runtime with other limits never takes an instance
+/// made under this one's. Catches: ignoring the switch, or a kept instance carrying one
+/// runtime's memory cap and egress limits into another's calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn reuse_follows_the_configuration() {
+    let emulator = Emulator::start().await.unwrap();
+    let account = Account::new("cfg", ApiKey::new("pk_reuse_cfg_01"), &emulator.base_url()).unwrap();
+    let off = runtime(RuntimeConfig {
+        reuse_instances: false,
+        ..RuntimeConfig::default()
+    });
+    for _ in 0..3 {
+        assert!(!reused(&off, &account).await);
+    }
+    let first = runtime(RuntimeConfig::default());
+    assert!(!reused(&first, &account).await);
+    assert!(reused(&first, &account).await);
+    let other_limits = runtime(RuntimeConfig {
+        memory_limit_bytes: 32 << 20,
+        ..RuntimeConfig::default()
+    });
+    assert!(
+        !reused(&other_limits, &account).await,
+        "an instance made under other limits is not taken"
+    );
+}
