@@ -10,7 +10,8 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method,
+    OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
 use wasip2::io::streams::StreamError;
 
@@ -300,7 +301,7 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
     };
     let future = match outgoing_handler::handle(request, Some(options)) {
         Ok(f) => f,
-        Err(code) => return Attempt::Failed(error_from_code(&code)),
+        Err(code) => return Attempt::Failed(error_from_code(&code, target)),
     };
     if let Some(bytes) = body {
         let Ok(stream) = outgoing_body.write() else {
@@ -309,22 +310,32 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
         // `blocking-write-and-flush` takes at most 4096 bytes per call (wasi:io/streams).
         for chunk in bytes.chunks(4096) {
             if stream.blocking_write_and_flush(chunk).is_err() {
+                // The body cannot go because the request failed underneath (a refused
+                // connection races the first write): its future says why. The body is
+                // dropped unfinished first, which tells the host the request is abandoned.
+                drop(stream);
+                drop(outgoing_body);
+                if let Some(Ok(Err(code))) = wait(&future) {
+                    return Attempt::Failed(error_from_code(&code, target));
+                }
                 return failed(
                     ErrorKind::Transport,
-                    "the connection closed while sending the request",
+                    format!(
+                        "the connection to Klaviyo at {} closed while sending the request",
+                        host_port(target)
+                    ),
                 );
             }
         }
     }
     if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
-        return Attempt::Failed(error_from_code(&code));
+        return Attempt::Failed(error_from_code(&code, target));
     }
-    let response = loop {
-        match future.get() {
-            Some(Ok(Ok(response))) => break response,
-            Some(Ok(Err(code))) => return Attempt::Failed(error_from_code(&code)),
-            Some(Err(())) => return failed(ErrorKind::Transport, "the response was already taken"),
-            None => future.subscribe().block(),
+    let response = match wait(&future) {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Attempt::Failed(error_from_code(&code, target)),
+        Some(Err(())) | None => {
+            return failed(ErrorKind::Transport, "the response was already taken");
         }
     };
     let status = response.status();
@@ -356,8 +367,14 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {
                 return Attempt::Failed(match wasip2::http::types::http_error_code(&e) {
-                    Some(code) => error_from_code(&code),
-                    None => Error::new(ErrorKind::Transport, "the response body was cut off"),
+                    Some(code) => error_from_code(&code, target),
+                    None => Error::new(
+                        ErrorKind::Transport,
+                        format!(
+                            "the response body from Klaviyo at {} was cut off",
+                            host_port(target)
+                        ),
+                    ),
                 });
             }
         }
@@ -371,9 +388,39 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
     }
 }
 
+/// The outcome of a sent request, once there is one (`future-incoming-response.get`, blocking
+/// on its pollable until it is ready).
+fn wait(
+    future: &FutureIncomingResponse,
+) -> Option<Result<Result<IncomingResponse, ErrorCode>, ()>> {
+    loop {
+        match future.get() {
+            None => future.subscribe().block(),
+            ready => return ready,
+        }
+    }
+}
+
+/// `host:port` of where the request went (the port written out: `a.klaviyo.com:443`), for
+/// messages: a failure to connect is about a host, and naming it shows a wrong base URL at
+/// once. Never the path, the query or a credential.
+fn host_port(target: &Target) -> String {
+    let authority = target.authority.as_str();
+    // A port follows the last `:` after the host; an IPv6 host is bracketed (RFC 3986 §3.2.2).
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    if authority[host_end..].contains(':') {
+        return authority.to_string();
+    }
+    let port = match target.scheme {
+        Scheme::Http => 80,
+        _ => 443,
+    };
+    format!("{authority}:{port}")
+}
+
 /// Map a wasi-http `error-code` onto `timeout`, `invalid-response` (a body over the host's
-/// cap) or `transport`.
-fn error_from_code(code: &ErrorCode) -> Error {
+/// cap) or `transport`; connection failures name the `host:port` tried.
+fn error_from_code(code: &ErrorCode, target: &Target) -> Error {
     match code {
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
@@ -381,7 +428,11 @@ fn error_from_code(code: &ErrorCode) -> Error {
         | ErrorCode::HttpResponseTimeout
         | ErrorCode::DnsTimeout => Error::new(
             ErrorKind::Timeout,
-            format!("no response from Klaviyo in time ({})", code_name(code)),
+            format!(
+                "no response from Klaviyo at {} in time ({})",
+                host_port(target),
+                code_name(code)
+            ),
         ),
         // The host cut the body at its size cap: repeating the request gets the same body
         // cut at the same place, so this is the response's fault, not the connection's.
@@ -395,7 +446,11 @@ fn error_from_code(code: &ErrorCode) -> Error {
         ),
         _ => Error::new(
             ErrorKind::Transport,
-            format!("could not reach Klaviyo ({})", code_name(code)),
+            format!(
+                "could not reach Klaviyo at {} ({})",
+                host_port(target),
+                code_name(code)
+            ),
         ),
     }
 }
@@ -505,6 +560,17 @@ pub fn next_cursor(next: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards: the default port left off (`a.klaviyo.com` alone) or a given one doubled.
+    #[test]
+    fn connection_errors_name_the_host_and_port() {
+        let at = |url: &str| host_port(&Target::new(None, Some(url)).unwrap());
+        assert_eq!(at("https://a.klaviyo.com"), "a.klaviyo.com:443");
+        assert_eq!(at("http://127.0.0.1:1/prefix"), "127.0.0.1:1");
+        assert_eq!(at("http://localhost"), "localhost:80");
+        assert_eq!(at("http://[::1]:9"), "[::1]:9");
+        assert_eq!(at("http://[::1]"), "[::1]:80");
+    }
 
     #[test]
     fn cursor_from_encoded_and_raw_links() {

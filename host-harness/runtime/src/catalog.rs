@@ -134,7 +134,32 @@ pub struct TopicSummary {
     pub summary: String,
     /// How well it matched a search (0 for a listing).
     pub score: u32,
+    /// For a search, the line of the topic's text that matched best (markdown table pipes
+    /// and heading marks removed), cut to about [`SNIPPET_CHARS`] characters around the
+    /// match with `…`; empty for a listing.
+    pub snippet: String,
 }
+
+/// About how long a search snippet is: one line of a terminal or a tool result.
+pub const SNIPPET_CHARS: usize = 120;
+
+/// The globals a Lua script has besides `app`, as the overview lists them (the Lua crate
+/// defines them; this is what users read about them).
+const LUA_GLOBALS: &str = "## Lua globals\n\n\
+- `print(...)`: shown as it happens on a terminal; with `--json`, collected into the envelope's \
+`output`.\n\
+- `log(...)`: a progress line to standard error, never in the envelope (the same output cap as \
+`print`).\n\
+- `dump(v)`: prints a readable form of `v` and returns `v`.\n\
+- `json.encode(v)`, `json.decode(text)`.\n\
+- `regex.match`, `regex.match_all`, `regex.gsub`: Rust regex syntax, no delimiters.\n\
+- `time`: `time.now()` gives RFC 3339 UTC text such as `\"2026-11-30T02:10:00Z\"`; \
+`time.unix([ts])` Unix seconds (of `ts`, or now); `time.format(seconds)` RFC 3339 text; \
+`time.add(ts, seconds)` a later (or, negative, earlier) time; `time.days(n)`, `time.hours(n)`, \
+`time.minutes(n)` seconds. E.g. `local since = time.add(time.now(), -time.days(7))`.\n\
+- `docs.list()`, `docs.search(words)`, `docs.read(topic)`; \
+`lua_read_doc(\"integrations.klaviyo\")` gives every page at once.\n\n\
+In the REPL, a `local` at the top level of a line persists like a global.\n";
 
 /// The documentation of the Klaviyo integration, parsed from the WIT.
 #[derive(Clone, Debug)]
@@ -283,81 +308,98 @@ impl Catalog {
             topic: "klaviyo".into(),
             summary: first_sentence(&self.interface_doc),
             score: 0,
+            snippet: String::new(),
         }];
         topics.extend(self.functions.iter().map(|f| TopicSummary {
             topic: format!("klaviyo.{}", f.name),
             summary: f.line(),
             score: 0,
+            snippet: String::new(),
         }));
         topics
     }
 
-    /// Topics matching the words of `query`, best first. A function's name counts most, then
-    /// its summary and endpoint, its parameters and result fields, then its whole text.
+    /// Topics matching the words of `query`, best first, each with the line of its text that
+    /// matched best ([`TopicSummary::snippet`]). A word in a topic's name or summary counts
+    /// far more than one in its body, a topic holding every word beats one holding some, the
+    /// words as a phrase beat them scattered, and weak matches (under a third of the best
+    /// score) are left out, so a two-word query does not return every topic that happens to
+    /// contain one common word (`name`).
     pub fn search(&self, query: &str) -> Vec<TopicSummary> {
-        let words: Vec<String> = query
-            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '/'))
-            .filter(|w| !w.is_empty())
-            .map(|w| snake(&w.to_lowercase()))
-            .collect();
-        // Short words ("a", "of") match everything: keep them only when nothing else is asked.
-        let long: Vec<String> = words.iter().filter(|w| w.len() >= 3).cloned().collect();
-        let words = if long.is_empty() { words } else { long };
+        let all = tokens(query);
+        // Short words ("a", "of", "id") match everything: keep them only when nothing else is
+        // asked.
+        let long: Vec<String> = all.iter().filter(|w| w.len() >= 3).cloned().collect();
+        let words = if long.is_empty() { all } else { long };
         if words.is_empty() {
             return Vec::new();
         }
-        let mut hits = Vec::new();
-        let overview = self.overview().to_lowercase();
-        // The overview holds the general topics (accounts, errors, pagination): a word it
-        // contains counts like a summary match.
-        let score = words
+        let mut topics = Vec::with_capacity(self.functions.len() + 1);
+        // The overview's function table repeats the functions' summaries: a match there is
+        // the function's, not the overview's.
+        let rows: Vec<String> = self
+            .functions
             .iter()
-            .map(|w| match overview.matches(w.as_str()).count() {
-                0 => 0,
-                n => 8 + n.min(5) as u32,
-            })
-            .sum::<u32>();
-        if score > 0 {
-            hits.push(TopicSummary {
-                topic: "klaviyo".into(),
-                summary: first_sentence(&self.interface_doc),
-                score,
+            .map(|f| format!("| `{}` |", f.name))
+            .collect();
+        let overview: String = self
+            .overview()
+            .lines()
+            .filter(|l| !rows.iter().any(|r| l.starts_with(r.as_str())))
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        // The overview holds the general topics (accounts, errors, pagination): its section
+        // headings count as its summary.
+        let headings: Vec<&str> = overview
+            .lines()
+            .filter_map(|l| l.strip_prefix("## "))
+            .collect();
+        let summary_words = tokens(&format!(
+            "{} {}",
+            first_sentence(&self.interface_doc),
+            headings.join(" ")
+        ));
+        topics.push(Searched {
+            topic: "klaviyo".into(),
+            summary: first_sentence(&self.interface_doc),
+            name: tokens("klaviyo"),
+            summary_words,
+            field_words: Vec::new(),
+            text: overview,
+        });
+        for f in &self.functions {
+            topics.push(Searched {
+                topic: format!("klaviyo.{}", f.name),
+                summary: f.line(),
+                name: tokens(&f.name),
+                summary_words: tokens(&format!(
+                    "{} {}",
+                    f.summary,
+                    f.endpoint().unwrap_or_default()
+                )),
+                field_words: f
+                    .params
+                    .iter()
+                    .chain(f.records.iter().flat_map(|r| r.fields.iter()))
+                    .map(|p| tokens(&format!("{} {}", p.name, p.doc)))
+                    .collect(),
+                text: self.function_page(f),
             });
         }
-        for f in &self.functions {
-            let summary =
-                format!("{} {}", f.summary, f.endpoint().unwrap_or_default()).to_lowercase();
-            let fields: Vec<&str> = f
-                .params
-                .iter()
-                .chain(f.records.iter().flat_map(|r| r.fields.iter()))
-                .map(|p| p.name.as_str())
-                .collect();
-            let text = self.function_page(f).to_lowercase();
-            let mut score = 0;
-            for w in &words {
-                let w = w.as_str();
-                if f.name == w || f.name == format!("klaviyo_{w}") {
-                    score += 100;
-                } else if f.name.contains(w) {
-                    score += 30;
-                }
-                if summary.contains(w) {
-                    score += 10;
-                }
-                if fields.contains(&w) {
-                    score += 5;
-                }
-                score += text.matches(w).count().min(5) as u32;
-            }
-            if score > 0 {
-                hits.push(TopicSummary {
-                    topic: format!("klaviyo.{}", f.name),
-                    summary: f.line(),
+        let mut hits: Vec<TopicSummary> = topics
+            .iter()
+            .filter_map(|t| {
+                let score = t.score(&words);
+                (score > 0).then(|| TopicSummary {
+                    topic: t.topic.clone(),
+                    summary: t.summary.clone(),
                     score,
-                });
-            }
-        }
+                    snippet: snippet(&t.text, &words),
+                })
+            })
+            .collect();
+        let best = hits.iter().map(|h| h.score).max().unwrap_or(0);
+        hits.retain(|h| h.score * 3 >= best);
         hits.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.topic.cmp(&b.topic)));
         hits
     }
@@ -426,8 +468,11 @@ impl Catalog {
              `default`.\n\
              - `app.integrations.klaviyo.<account>.<name>`: a named account, with its own key, \
              stored once with `kosmo integrations:configure klaviyo --account <account> --set \
-             api_key=<key> [--set base_url=<url>] [--read allow|ask|deny] [--write allow|ask|deny]` \
-             in `$KOSMO_HOME/accounts.json` (default `~/.kosmo`, readable by its owner only).\n\n",
+             api_key=- [--set base_url=<url>] [--read allow|ask|deny] [--write allow|ask|deny]` \
+             in `$KOSMO_HOME/accounts.json` (default `~/.kosmo`, readable by its owner only); \
+             `api_key=-` reads the key from standard input without echo, keeping it out of shell \
+             history. An account's name is a Lua name: letters, digits and `_`, not a Lua \
+             keyword (`local`, `end`, ...) nor a function's name.\n\n",
         );
         o.push_str("## Authentication\n\n");
         o.push_str(
@@ -465,6 +510,10 @@ impl Catalog {
         for f in &self.error_fields {
             let _ = writeln!(o, "| `{}` | {} | {} |", f.name, cell(&f.ty), cell(&f.doc));
         }
+        o.push_str(
+            "\nA script's uncaught error, and an error table a call raises, also has `line` (where \
+             in the script), `source` (the script's name) and `traceback`.\n",
+        );
         o.push_str("\nCodes:\n\n| code | when |\n|---|---|\n");
         for e in &self.errors {
             let _ = writeln!(o, "| `{}` | {} |", e.code, cell(&e.doc));
@@ -494,11 +543,7 @@ impl Catalog {
              local again = klaviyo.get_profile({profile_id = p.id})\n\
              return {id = again.id, plan = again.properties.plan, list = list.id}\n```\n\n",
         );
-        o.push_str(
-            "Other globals: `print`, `dump(v)`, `json.encode/decode`, `regex.match/match_all/gsub` \
-             (Rust regex syntax), `docs.list()`, `docs.search(words)`, `docs.read(topic)`, \
-             `lua_read_doc(\"integrations.klaviyo\")`.\n",
-        );
+        o.push_str(LUA_GLOBALS);
         o
     }
 
@@ -619,6 +664,218 @@ impl FunctionDoc {
             Some(e) => format!("({}) {e}: {}", self.kind.as_str(), self.summary),
             None => format!("({}) {}", self.kind.as_str(), self.summary),
         }
+    }
+}
+
+/// A topic as [`Catalog::search`] weighs it: its words by where they stand.
+struct Searched {
+    topic: String,
+    summary: String,
+    /// The topic's name (`list_metrics` -> `list`, `metric`).
+    name: Vec<String>,
+    /// Its summary and endpoint (the overview: its first sentence and section headings).
+    summary_words: Vec<String>,
+    /// Its parameters' and result fields' names and docs, one list a field.
+    field_words: Vec<Vec<String>>,
+    /// The whole topic as `docs.read` gives it.
+    text: String,
+}
+
+/// Search weights of one query word by where it stands: the name and the summary say what a
+/// topic is about, a parameter or result field what it handles, the body only mentions it.
+const IN_NAME: u32 = 40;
+const IN_SUMMARY: u32 = 20;
+const IN_FIELD: u32 = 6;
+/// Body mentions count one each, up to this many: a long page is not more relevant for
+/// repeating a word.
+const BODY_MENTIONS: usize = 5;
+/// The query's words in a row: in the name, the summary, a field's name, the body.
+const PHRASE_IN_NAME: u32 = 80;
+const PHRASE_IN_SUMMARY: u32 = 40;
+const PHRASE_IN_FIELD: u32 = 20;
+const PHRASE_IN_BODY: u32 = 20;
+/// The query is the topic's name (`list metrics`, `list_metrics`): that topic, well ahead of
+/// the ones that merely share a word of it.
+const EXACT_NAME: u32 = 200;
+
+impl Searched {
+    /// 0 when no word matches. Otherwise the words' weights, scaled by the share of the
+    /// words found and doubled when all are there (a topic with every word beats one with
+    /// some), plus a bonus for the words as a phrase (beats the same words scattered).
+    fn score(&self, words: &[String]) -> u32 {
+        let body = tokens(&self.text);
+        let mut raw = 0;
+        let mut matched = 0;
+        for w in words {
+            let mut s = 0;
+            if self.name.contains(w) {
+                s += IN_NAME;
+            }
+            if self.summary_words.contains(w) {
+                s += IN_SUMMARY;
+            }
+            if self.field_words.iter().any(|f| f.contains(w)) {
+                s += IN_FIELD;
+            }
+            s += body.iter().filter(|t| *t == w).take(BODY_MENTIONS).count() as u32;
+            if s > 0 {
+                matched += 1;
+                raw += s;
+            }
+        }
+        if matched == 0 {
+            return 0;
+        }
+        let n = words.len() as u32;
+        let mut score = raw * matched / n;
+        // `klaviyo_list_metrics` and `klaviyo.list_metrics` name the topic too.
+        let named = match words {
+            [first, rest @ ..] if first == "klaviyo" && !rest.is_empty() => rest,
+            _ => words,
+        };
+        if self.name == named {
+            score += EXACT_NAME;
+        }
+        if n > 1 && matched == n {
+            score *= 2;
+            if contains_run(&self.name, words) {
+                score += PHRASE_IN_NAME;
+            }
+            if contains_run(&self.summary_words, words) {
+                score += PHRASE_IN_SUMMARY;
+            }
+            if self.field_words.iter().any(|f| contains_run(f, words)) {
+                score += PHRASE_IN_FIELD;
+            }
+            if contains_run(&body, words) {
+                score += PHRASE_IN_BODY;
+            }
+        }
+        score
+    }
+}
+
+/// The words of a text as search compares them: runs of letters and digits (so `metric_name`
+/// and `metric's name` both read `metric`, `name`), lowercased, single letters dropped, and a
+/// plural's `s` taken off so `metrics` finds `metric`.
+fn tokens(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() > 1)
+        .map(|w| stem(&w.to_lowercase()))
+        .collect()
+}
+
+/// `metrics` -> `metric`, `categories` -> `category`; `class`, `has` stay.
+fn stem(word: &str) -> String {
+    if word.len() > 4
+        && let Some(base) = word.strip_suffix("ies")
+    {
+        return format!("{base}y");
+    }
+    match word.strip_suffix('s') {
+        Some(base) if word.len() > 3 && !base.ends_with('s') => base.to_string(),
+        _ => word.to_string(),
+    }
+}
+
+/// Whether `run` occurs in `haystack` as consecutive words.
+fn contains_run(haystack: &[String], run: &[String]) -> bool {
+    !run.is_empty() && haystack.windows(run.len()).any(|w| w == run)
+}
+
+/// The line of `text` that matches `words` best (the phrase, then the most distinct words,
+/// then the earliest), without its markdown marks, cut to about [`SNIPPET_CHARS`] around
+/// its first match. The title (`# klaviyo.x`, which the hit's topic already says) and table
+/// headers (`name | type | ...`) say nothing: they are taken only when no other line matches.
+fn snippet(text: &str, words: &[String]) -> String {
+    let mut best: Option<((bool, bool, usize), String)> = None;
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, raw) in lines.iter().enumerate() {
+        let line = plain_line(raw);
+        let found = tokens(&line);
+        let distinct = words.iter().filter(|w| found.contains(w)).count();
+        if distinct == 0 {
+            continue;
+        }
+        let title = raw.starts_with("# ");
+        let header = lines
+            .get(i + 1)
+            .is_some_and(|next| next.starts_with("|---"));
+        let key = (
+            !(title || header),
+            words.len() > 1 && contains_run(&found, words),
+            distinct,
+        );
+        if best.as_ref().is_none_or(|(k, _)| key > *k) {
+            best = Some((key, line));
+        }
+    }
+    let Some((_, line)) = best else {
+        return String::new();
+    };
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= SNIPPET_CHARS {
+        return line;
+    }
+    // Where the first matching word starts, in characters.
+    let mut at = 0;
+    let mut start_of_word = None;
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_alphanumeric() {
+            start_of_word.get_or_insert(i);
+            continue;
+        }
+        if let Some(s) = start_of_word.take() {
+            let word: String = chars[s..i].iter().collect();
+            if tokens(&word).iter().any(|t| words.contains(t)) {
+                at = s;
+                break;
+            }
+        }
+    }
+    // Some context before the match, then as much after as fits.
+    let mut start = at.saturating_sub(SNIPPET_CHARS / 4);
+    let end = (start + SNIPPET_CHARS).min(chars.len());
+    start = end.saturating_sub(SNIPPET_CHARS).min(start);
+    // Cut at spaces, not inside words.
+    let start = if start == 0 {
+        0
+    } else {
+        chars[start..at]
+            .iter()
+            .position(|c| *c == ' ')
+            .map_or(start, |i| start + i + 1)
+    };
+    let end = if end == chars.len() {
+        end
+    } else {
+        chars[at..end]
+            .iter()
+            .rposition(|c| *c == ' ')
+            .map_or(end, |i| at + i)
+    };
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    out.extend(chars[start..end].iter());
+    if end < chars.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// A markdown line as plain text: heading marks dropped, a table row's cells joined by ` · `.
+fn plain_line(line: &str) -> String {
+    let line = line.trim().trim_start_matches('#').trim();
+    match line.strip_prefix('|').and_then(|l| l.strip_suffix('|')) {
+        Some(row) => row
+            .split(" | ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .join(" · "),
+        None => line.to_string(),
     }
 }
 
@@ -1024,9 +1281,159 @@ mod tests {
     fn search_ranks_names_first() {
         let hits = catalog().search("subscribe");
         assert_eq!(hits[0].topic, "klaviyo.subscribe_profile");
+        for name in [
+            "list metrics",
+            "list_metrics",
+            "klaviyo_list_metrics",
+            "klaviyo.list_metrics",
+        ] {
+            let hits = catalog().search(name);
+            assert_eq!(hits[0].topic, "klaviyo.list_metrics", "{name}: {hits:?}");
+            assert_eq!(
+                hits.len(),
+                1,
+                "a name finds its topic alone: {name}: {hits:?}"
+            );
+        }
         assert!(catalog().search("").is_empty());
         assert_eq!(catalog().search("cursor pagination")[0].topic, "klaviyo");
         assert!(catalog().full_reference().contains("### Parameters"));
+    }
+
+    /// `search("metric name")` ranks the metric functions first, leaves out topics that only
+    /// share the common word `name`, and shows where each matched. Guards: body mentions
+    /// weighed like name ones (create_list's `name` would rank), the weak-match cut-off removed
+    /// (every topic with `name` would return), or the snippet taken from a line that does not
+    /// match (e.g. always the first).
+    #[test]
+    fn search_ranks_by_where_words_stand_and_drops_weak_matches() {
+        let hits = catalog().search("metric name");
+        let topics: Vec<&str> = hits.iter().map(|h| h.topic.as_str()).collect();
+        let metric_functions = [
+            "klaviyo.list_metrics",
+            "klaviyo.get_event",
+            "klaviyo.list_events",
+            "klaviyo.create_event",
+        ];
+        for t in metric_functions {
+            assert!(topics.contains(&t), "{t} missing: {topics:?}");
+        }
+        // The metric functions come first (list_metrics ties with the two whose summary says
+        // "metric's name"); at most the overview follows.
+        let first_other = topics
+            .iter()
+            .position(|t| !metric_functions.contains(t))
+            .unwrap_or(topics.len());
+        assert_eq!(first_other, metric_functions.len(), "{topics:?}");
+        assert!(
+            topics[first_other..].iter().all(|t| *t == "klaviyo"),
+            "{topics:?}"
+        );
+        for unrelated in [
+            "klaviyo.create_list",
+            "klaviyo.get_profile",
+            "klaviyo.get_flow",
+        ] {
+            assert!(!topics.contains(&unrelated), "{unrelated} in {topics:?}");
+        }
+        for h in &hits {
+            let snippet = h.snippet.to_lowercase();
+            assert!(
+                snippet.contains("metric") || snippet.contains("name"),
+                "{}: {}",
+                h.topic,
+                h.snippet
+            );
+            assert!(
+                h.snippet.chars().count() <= SNIPPET_CHARS + 2,
+                "{}",
+                h.snippet
+            );
+            assert!(!h.snippet.contains('|'), "no table pipes: {}", h.snippet);
+        }
+        // A listing has no snippet.
+        assert!(catalog().list().iter().all(|t| t.snippet.is_empty()));
+    }
+
+    /// The overview documents the Lua globals, the extra fields of a script's error and the
+    /// REPL's `local`. Guards: a globals line dropped or renamed (e.g. `time` or `log` left
+    /// out when the section is edited).
+    #[test]
+    fn the_overview_documents_the_lua_globals() {
+        let o = catalog().read("klaviyo").unwrap();
+        for needle in [
+            "## Lua globals",
+            "`print(...)`",
+            "`log(...)`",
+            "`dump(v)`",
+            "`json.encode(v)`",
+            "`regex.match_all`",
+            "`time.now()`",
+            "\"2026-11-30T02:10:00Z\"",
+            "`time.unix([ts])`",
+            "`time.format(seconds)`",
+            "`time.add(ts, seconds)`",
+            "`time.days(n)`",
+            "`time.hours(n)`",
+            "`time.minutes(n)`",
+            "`docs.search(words)`",
+            "`lua_read_doc(",
+            "`traceback`",
+            "`source`",
+            "a `local` at the top level",
+        ] {
+            assert!(o.contains(needle), "the overview lacks {needle}");
+        }
+        assert!(!o.contains("Other globals"), "replaced by the section");
+        assert_eq!(catalog().search("time now")[0].topic, "klaviyo");
+    }
+
+    /// All the words beat some of them, and the words as a phrase beat them scattered.
+    /// Guards: dropping the all-words doubling or the phrase bonus (the scores compared here
+    /// would tie or flip).
+    #[test]
+    fn all_words_and_phrases_score_higher() {
+        let topic = |name: &str, summary: &str, text: &str| Searched {
+            topic: name.into(),
+            summary: String::new(),
+            name: tokens(name),
+            summary_words: tokens(summary),
+            field_words: Vec::new(),
+            text: text.into(),
+        };
+        let words = tokens("metric name");
+        let both = topic("a", "", "the metric has a name");
+        let one = topic("b", "", "name name name name name name name name");
+        assert!(both.score(&words) > one.score(&words));
+        let phrase = topic("c", "", "the metric name is here");
+        let scattered = topic("d", "", "the metric is here with a name");
+        assert!(phrase.score(&words) > scattered.score(&words));
+        assert_eq!(topic("e", "", "nothing").score(&words), 0);
+        let named = topic("list_metrics", "", "x");
+        let mentioned = topic("x", "", "metric metric metric metric metric metric");
+        let words = tokens("metrics");
+        assert!(named.score(&words) > 2 * mentioned.score(&words));
+    }
+
+    /// A long line is cut around its match, with `…` where it was cut. Guards: cutting from
+    /// the line's start (the match at its end would be lost) or dropping the ellipses.
+    #[test]
+    fn snippets_are_cut_around_the_match() {
+        let long = format!(
+            "{} the metric name is here {}",
+            "lead ".repeat(40),
+            "tail ".repeat(40)
+        );
+        let s = snippet(&long, &tokens("metric name"));
+        assert!(s.contains("metric name"), "{s}");
+        assert!(s.starts_with('…') && s.ends_with('…'), "{s}");
+        assert!(s.chars().count() <= SNIPPET_CHARS + 2, "{s}");
+        let s = snippet(
+            "short\n| `metric_name` | string | The metric. |\n",
+            &tokens("metric"),
+        );
+        assert_eq!(s, "`metric_name` · string · The metric.");
+        assert_eq!(snippet("nothing here", &tokens("metric")), "");
     }
 
     #[test]

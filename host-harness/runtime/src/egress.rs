@@ -23,6 +23,7 @@ use wasmtime_wasi_http::{
 use klaviyo_spec::ORIGIN_HOST;
 
 use crate::account::Account;
+use crate::error::{CallError, ErrorCode};
 use crate::pool::{self, Pools};
 
 /// Limits the host puts on every request, whatever the guest asks.
@@ -56,6 +57,12 @@ pub struct Exchange {
     pub method: String,
     /// Path and query the guest asked for.
     pub path: String,
+    /// `host:port` the guest addressed (`a.klaviyo.com:443` for the Klaviyo component, which
+    /// runs without an environment and so addresses Klaviyo's default origin).
+    pub addressed: String,
+    /// `host:port` the host sent the request to once the policy routed it (the account's base
+    /// URL); `None` when the policy refused it.
+    pub sent_to: Option<String>,
     /// Response status, when a response came.
     pub status: Option<u16>,
     /// Why there was no response (denied, connect error, timeout).
@@ -151,6 +158,38 @@ fn addresses_klaviyo(uri: &Uri) -> bool {
         && matches!(uri.port_u16(), None | Some(443))
 }
 
+/// `host:port` of a URI, the port written out (`a.klaviyo.com:443`), as messages name where a
+/// request went: never its path, query or credentials.
+pub(crate) fn host_port(uri: &Uri) -> Option<String> {
+    let host = uri.host()?;
+    let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+        Some("http") => Some(80),
+        Some("https") => Some(443),
+        _ => None,
+    })?;
+    Some(format!("{host}:{port}"))
+}
+
+/// The component's messages name the `host:port` it addressed; when the policy sent the
+/// request elsewhere (an account's base URL), the message names where it really went, since
+/// that is what a person must fix. Only `transport` and `timeout` errors are about a
+/// connection.
+pub(crate) fn name_where_it_went(error: &mut CallError, exchanges: &[Exchange]) {
+    if !matches!(error.code, ErrorCode::Transport | ErrorCode::Timeout) {
+        return;
+    }
+    let Some((addressed, sent_to)) = exchanges
+        .iter()
+        .rev()
+        .find_map(|x| Some((&x.addressed, x.sent_to.as_ref()?)))
+    else {
+        return;
+    };
+    if !addressed.is_empty() && addressed != sent_to {
+        error.message = error.message.replace(addressed.as_str(), sent_to);
+    }
+}
+
 fn clamp(asked: Option<Duration>, limit: Duration) -> Duration {
     asked.map_or(limit, |d| d.min(limit))
 }
@@ -184,12 +223,15 @@ impl WasiHttpHooks for EgressHooks {
             .map(|p| p.to_string())
             .unwrap_or_default();
         let log = self.log.clone();
+        let addressed = host_port(request.uri()).unwrap_or_default();
         if let Err(denied) = self.policy.admit(&self.account, &mut request) {
             log.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(Exchange {
                     method,
                     path,
+                    addressed,
+                    sent_to: None,
                     status: None,
                     error: Some(denied.to_string()),
                     duration: Duration::ZERO,
@@ -206,12 +248,15 @@ impl WasiHttpHooks for EgressHooks {
         let between = clamp(asked.between_bytes_timeout, limits.between_bytes_timeout);
         let max_bytes = limits.max_response_bytes;
         let client = self.pools.client(&self.account, limits.connect_timeout);
+        let sent_to = host_port(request.uri());
         Box::new(async move {
             let started = Instant::now();
             let sent = pool::send(client, request, first_byte, between).await;
             let mut exchange = Exchange {
                 method,
                 path,
+                addressed,
+                sent_to,
                 status: None,
                 error: None,
                 duration: started.elapsed(),
@@ -304,6 +349,19 @@ impl Body for CappedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards: a default port left off, or the path or query leaking into a message.
+    #[test]
+    fn host_port_is_host_and_port_only() {
+        let at = |u: &str| host_port(&u.parse().unwrap());
+        assert_eq!(
+            at("https://a.klaviyo.com/api/x?k=v").as_deref(),
+            Some("a.klaviyo.com:443")
+        );
+        assert_eq!(at("http://127.0.0.1:1/p").as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(at("http://[::1]/").as_deref(), Some("[::1]:80"));
+        assert_eq!(at("/relative"), None);
+    }
 
     #[test]
     fn only_klaviyo_over_https_is_addressable() {

@@ -193,7 +193,9 @@ impl ErrorCode {
                  said no); `--force` lifts both for one run. Klaviyo's own 403 is `forbidden`."
             }
             ErrorCode::NotConfigured => {
-                "No API key for that account (set `KLAVIYO_API_KEY` or run `kosmo integrations:configure`)."
+                "No API key for that account: set `KLAVIYO_API_KEY`, or run `kosmo \
+                 integrations:configure klaviyo --account NAME --set api_key=-` (it reads the key \
+                 from standard input without echo, keeping it out of shell history)."
             }
             ErrorCode::CpuLimit => "The plugin or the script used more CPU time than allowed.",
             ErrorCode::MemoryLimit => "The plugin or the script used more memory than allowed.",

@@ -28,6 +28,16 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 /// a million calls held 3.9 GB of records and printed a 207 MB envelope).
 pub const MAX_CALL_RECORDS: usize = 1000;
 
+/// How to store an account's key, for `not_configured` messages: `api_key=-` reads the key
+/// from standard input without echo, so it stays out of the shell's history and the process
+/// list (`api_key=KEY` on the command line would be in both).
+fn configure_command(account: &str) -> String {
+    format!(
+        "`kosmo integrations:configure klaviyo --account {account} --set api_key=-` (it reads the \
+         key from standard input without echo, keeping it out of shell history)"
+    )
+}
+
 /// One account a session may use.
 #[derive(Clone, Debug)]
 pub struct AccountConfig {
@@ -57,7 +67,11 @@ pub struct CallRecord {
     pub account: String,
     /// Read or write.
     pub kind: Kind,
-    /// How long it took (prompt included).
+    /// How long the call took, not counting the time a person took to answer a permission
+    /// question (`ask`): that wait is the person's, not Klaviyo's or the plugin's, and would
+    /// hide how long the call itself took. While the call runs, the permission check adds each
+    /// wait for an answer here; [`CallRecord::finish`] then sets the time since the call
+    /// started minus those waits.
     pub duration: Duration,
     /// HTTP status of the last response, if there was one.
     pub status: Option<u16>,
@@ -70,6 +84,12 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
+    /// Set [`CallRecord::duration`] at the end of a call that started at `started`: the time
+    /// since then, less the waits for an answer the permission check added to it meanwhile.
+    pub fn finish(&mut self, started: Instant) {
+        self.duration = started.elapsed().saturating_sub(self.duration);
+    }
+
     /// The record as JSON.
     pub fn to_json(&self) -> Value {
         json!({
@@ -120,6 +140,46 @@ pub struct Authorization<'a> {
     pub why: &'a str,
     /// How to allow the kind for good, e.g. `set "permissions" ... in FILE`.
     pub allow_hint: &'a str,
+}
+
+/// Longest string argument a permission question shows whole; longer ones are cut with `…`.
+const QUESTION_STRING_CHARS: usize = 40;
+
+/// Longest argument summary a permission question shows: the question is one terminal line.
+const QUESTION_ARGS_CHARS: usize = 160;
+
+/// `args` for a permission question: compact JSON, strings over [`QUESTION_STRING_CHARS`]
+/// cut, the whole at most [`QUESTION_ARGS_CHARS`] characters. Control and bidirectional
+/// characters are escaped: the arguments come from a script (perhaps an agent's), and must
+/// not be able to redraw or reorder the line a person approves. Arguments never hold an API
+/// key (the host adds it at egress), and the bound keeps any other secret mostly unshown.
+fn abbreviated(args: &Value) -> String {
+    fn cut(v: &Value) -> Value {
+        match v {
+            Value::String(s) if s.chars().count() > QUESTION_STRING_CHARS => {
+                let mut short: String = s.chars().take(QUESTION_STRING_CHARS - 1).collect();
+                short.push('…');
+                Value::String(short)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(cut).collect()),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), cut(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut shown = String::new();
+    for c in cut(args).to_string().chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            shown.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            shown.push(c);
+        }
+    }
+    if shown.chars().count() > QUESTION_ARGS_CHARS {
+        shown = shown.chars().take(QUESTION_ARGS_CHARS - 1).collect();
+        shown.push('…');
+    }
+    shown
 }
 
 /// The messages of one permission check.
@@ -250,7 +310,7 @@ impl Host {
             record.error = Some(format!("{}: {}", e.code, e.message));
             e
         });
-        record.duration = started.elapsed();
+        record.finish(started);
         self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -267,15 +327,14 @@ impl Host {
         record: &mut CallRecord,
     ) -> Result<Value, CallError> {
         let Some(config) = self.accounts.get(account_name) else {
+            let configure = configure_command(account_name);
             let message = if account_name == DEFAULT_ACCOUNT {
-                "no default Klaviyo account: set KLAVIYO_API_KEY (and KLAVIYO_BASE_URL), or run `kosmo \
-                 integrations:configure klaviyo --account default --set api_key=KEY`"
-                    .to_string()
-            } else {
                 format!(
-                    "no Klaviyo account `{account_name}`: run `kosmo integrations:configure klaviyo --account \
-                     {account_name} --set api_key=KEY`"
+                    "no default Klaviyo account: set KLAVIYO_API_KEY (and KLAVIYO_BASE_URL), or run \
+                     {configure}"
                 )
+            } else {
+                format!("no Klaviyo account `{account_name}`: run {configure}")
             };
             return Err(CallError::new(ErrorCode::NotConfigured, function, message));
         };
@@ -290,7 +349,7 @@ impl Host {
         {
             return Err(CallError::invalid_argument(function, &e.field, e.message));
         }
-        self.check_permission(config, function, kind, record)
+        self.check_permission(config, function, kind, args, record)
             .await?;
         let outcome = runtime.call_with_log(&config.account, function, args).await;
         record.requests = outcome.exchanges.len();
@@ -303,10 +362,15 @@ impl Host {
         config: &AccountConfig,
         function: &str,
         kind: Kind,
+        args: &Value,
         record: &mut CallRecord,
     ) -> Result<(), CallError> {
         let name = &config.account.name;
         let kinds = format!("{}s", kind.as_str());
+        let to = match kind {
+            Kind::Read => "from",
+            Kind::Write => "to",
+        };
         let texts = Texts {
             ask_refused: format!(
                 "klaviyo.{function} is a {kind} and account `{name}` asks before {kinds}, but there is no \
@@ -317,9 +381,13 @@ impl Host {
             denied: format!(
                 "account `{name}` denies {kinds} (klaviyo.{function}); --force lifts that for one run"
             ),
+            // What the call would do, and what "all" would allow: the person decides on the
+            // arguments, not on the function's name alone.
             question: format!(
-                "kosmo: allow klaviyo.{function} ({}) on Klaviyo account `{name}`?",
-                kind.as_str()
+                "kosmo: klaviyo.{function} {} is a {kind} {to} account `{name}`. Allow? (a = all \
+                 {kinds} {to} `{name}` for this run)",
+                abbreviated(args),
+                kind = kind.as_str()
             ),
             declined: format!("klaviyo.{function} on account `{name}` was declined"),
         };
@@ -354,7 +422,11 @@ impl Host {
                 kind = kind.as_str()
             ),
             denied: format!("{subject} denies {kinds} ({path}); --force lifts that for one run"),
-            question: format!("kosmo: allow {path} ({}) on {subject}?", kind.as_str()),
+            question: format!(
+                "kosmo: {path} is a {kind} on {subject}. Allow? (a = all {kinds} on {subject} for \
+                 this run)",
+                kind = kind.as_str()
+            ),
             declined: format!("{path} was declined"),
         };
         let scope = format!("scope:{scope}");
@@ -417,9 +489,12 @@ impl Host {
                     .clone()
                     .expect("Ask is only decided with a prompter");
                 let question = texts.question;
+                let asked = Instant::now();
                 let answer = tokio::task::spawn_blocking(move || prompter.ask(&question))
                     .await
                     .unwrap_or(Answer::No);
+                // Kept out of the call's duration (see `CallRecord::duration`).
+                record.duration += asked.elapsed();
                 match answer {
                     Answer::Yes => {
                         record.permission = "approved";
@@ -469,5 +544,68 @@ mod tests {
         assert_eq!(host.records_dropped(), extra as u64);
         assert!(host.take_records().is_empty());
         assert_eq!(host.records_dropped(), 0, "counted per take");
+    }
+
+    /// A missing account's message suggests `--set api_key=-`, never a key on the command
+    /// line. Guards: the hint reverting to `api_key=KEY` (into shell history).
+    #[tokio::test]
+    async fn not_configured_suggests_reading_the_key_from_stdin() {
+        let host = Host::new(Vec::new(), HostOptions::default());
+        for account in [None, Some("shop")] {
+            let e = host
+                .invoke(account, "get_profile", &json!({"profile_id": "x"}))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::NotConfigured);
+            let name = account.unwrap_or(DEFAULT_ACCOUNT);
+            assert!(
+                e.message
+                    .contains(&format!("--account {name} --set api_key=-`")),
+                "{}",
+                e.message
+            );
+            assert!(e.message.contains("without echo"), "{}", e.message);
+            assert!(!e.message.contains("api_key=KEY"), "{}", e.message);
+        }
+        let doc = ErrorCode::NotConfigured.host_doc().unwrap();
+        assert!(
+            doc.contains("--set api_key=-") && !doc.contains("api_key=KEY"),
+            "{doc}"
+        );
+        let overview = crate::catalog::catalog().read("klaviyo").unwrap();
+        assert!(overview.contains("api_key=-") && !overview.contains("api_key=<key>"));
+    }
+
+    /// Arguments in a question: compact, long strings and the whole cut with `…`, control and
+    /// bidi characters escaped. Guards: the per-string cut or the overall bound removed (a
+    /// 10 kB argument would fill the terminal), or raw escapes passed through (a script could
+    /// rewrite the line the person approves).
+    #[test]
+    fn questions_abbreviate_arguments() {
+        assert_eq!(
+            abbreviated(&json!({"name": "Newsletter"})),
+            r#"{"name":"Newsletter"}"#
+        );
+        let long = "x".repeat(100);
+        let shown = abbreviated(&json!({"email": "a@b.c", "properties": {"note": long}}));
+        assert!(
+            shown.contains(&format!("\"{}…\"", "x".repeat(QUESTION_STRING_CHARS - 1))),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains(&"x".repeat(QUESTION_STRING_CHARS)),
+            "{shown}"
+        );
+        let many: Vec<String> = (0..50).map(|i| format!("value{i}")).collect();
+        let shown = abbreviated(&json!({ "items": many }));
+        assert_eq!(shown.chars().count(), QUESTION_ARGS_CHARS);
+        assert!(shown.ends_with('…'), "{shown}");
+        let shown = abbreviated(&json!({"name": "a\u{1b}[2K\u{9b}b\u{202e}c\u{7f}"}));
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(!shown.contains('\u{202e}'), "{shown:?}");
+        assert!(
+            shown.contains("\\u009b") && shown.contains("\\u202e"),
+            "{shown}"
+        );
     }
 }

@@ -9,6 +9,61 @@ pub const FULL_NAME_PREFIX: &str = "klaviyo_";
 /// Where the functions live in Lua, and how docs topics may be spelled.
 pub const LUA_PATH: &str = "app.integrations.klaviyo";
 
+/// Lua 5.4's reserved words (reference manual §3.1): `klaviyo.local` does not parse, so none
+/// can be an account name.
+pub const LUA_KEYWORDS: &[&str] = &[
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in",
+    "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+];
+
+/// Longest account name.
+pub const MAX_ACCOUNT_NAME_LEN: usize = 64;
+
+/// Whether `name` can be an account, the one rule for every place a name comes from
+/// (`integrations:configure`, `accounts.json`): a Lua identifier starting with a letter (so
+/// `app.integrations.klaviyo.<name>` works, and no `__index`-like metamethod name can shadow
+/// anything, finding 10), at most [`MAX_ACCOUNT_NAME_LEN`] characters, not a Lua keyword
+/// (`klaviyo.local` would not parse) and not a function's name (`klaviyo.get_profile` is the
+/// function). The error names the field (`account name`) and never echoes more than 64
+/// characters of the name.
+pub fn check_account_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let identifier = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !identifier || name.len() > MAX_ACCOUNT_NAME_LEN {
+        return Err(format!(
+            "account name `{}` is not usable: use letters, digits and `_`, starting with a letter \
+             (at most {MAX_ACCOUNT_NAME_LEN})",
+            shown_name(name)
+        ));
+    }
+    if LUA_KEYWORDS.contains(&name) {
+        return Err(format!(
+            "account name `{name}` is a Lua keyword; pick another, e.g. `{name}_shop`"
+        ));
+    }
+    if crate::catalog::catalog().function(name).is_some() {
+        return Err(format!(
+            "account name `{name}` is the name of a Klaviyo function; pick another, e.g. \
+             `{name}_shop`"
+        ));
+    }
+    Ok(())
+}
+
+/// A name for a message: escaped, and at most [`MAX_ACCOUNT_NAME_LEN`] characters of it.
+fn shown_name(name: &str) -> String {
+    let mut shown: String = name
+        .chars()
+        .take(MAX_ACCOUNT_NAME_LEN)
+        .flat_map(char::escape_debug)
+        .collect();
+    if name.chars().count() > MAX_ACCOUNT_NAME_LEN {
+        shown.push('…');
+    }
+    shown
+}
+
 /// `phone-number` -> `phone_number`.
 pub fn snake(name: &str) -> String {
     name.replace('-', "_")
@@ -88,5 +143,40 @@ mod tests {
             " Did you mean `get_profile`?"
         );
         assert_eq!(did_you_mean("zzzzzzzzzz", c), "");
+    }
+
+    /// Every Lua 5.4 keyword is refused as an account name, naming the field and suggesting
+    /// another. Guards: the keyword check dropped or moved after the identifier check's early
+    /// `Ok` (the keywords are valid identifiers, so they would pass).
+    #[test]
+    fn account_names_that_are_lua_keywords_are_refused() {
+        assert_eq!(LUA_KEYWORDS.len(), 22);
+        assert_eq!(
+            check_account_name("local").unwrap_err(),
+            "account name `local` is a Lua keyword; pick another, e.g. `local_shop`"
+        );
+        for k in LUA_KEYWORDS {
+            let e = check_account_name(k).unwrap_err();
+            assert!(
+                e.contains("Lua keyword") && e.starts_with("account name"),
+                "{e}"
+            );
+        }
+        // Near misses are fine: Lua is case-sensitive, and a keyword inside a name is not one.
+        for ok in ["shop_eu", "Local", "local_shop", "ends", "default"] {
+            assert_eq!(check_account_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "my-shop",
+            "__index",
+            "9shop",
+            "get_profile",
+            "klaviyo_get_profile",
+        ] {
+            assert!(check_account_name(bad).is_err(), "{bad}");
+        }
+        let long = "a".repeat(500);
+        assert!(check_account_name(&long).unwrap_err().len() < 200);
     }
 }

@@ -231,9 +231,61 @@ async fn calls_report_their_stages() {
         "{s:?}"
     );
     assert!(s.http > Duration::ZERO && s.http <= s.guest, "{s:?}");
+    // A real call runs tens of thousands of wasm instructions.
+    assert!(s.guest_fuel > 10_000, "{s:?}");
     assert!(
         s.queued + s.convert_args + s.instantiate + s.guest + s.convert_result <= outcome.duration,
         "{s:?} within {:?}",
         outcome.duration
     );
+}
+
+/// A refused connection names the `host:port` the host tried (the account's base URL, not the
+/// `a.klaviyo.com` the component addressed), and never the path or the key. Guards: the
+/// component's message left as it addressed it (`a.klaviyo.com:443`, a host the person never
+/// configured), or no host at all ("could not reach Klaviyo (connection refused)"). The
+/// POSTs carry a 90 kB body, more than the host buffers, so the refusal always lands while
+/// the body is being written: the component must still report it (the request's own error),
+/// not "closed while sending the request" (what it said when it gave up at the failed write).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_connection_names_the_host_and_port_tried() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let key = "pk_refused_secret";
+    let url = format!("http://127.0.0.1:{port}");
+    let account = Account::new("refused", ApiKey::new(key), &url).unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let note = "n".repeat(90 * 1024);
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let (runtime, account) = (runtime.clone(), account.clone());
+            let args =
+                json!({"email": format!("ada{i}@example.com"), "properties": {"note": note}});
+            tokio::spawn(async move {
+                runtime
+                    .call_with_log(&account, "create_profile", &args)
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let outcome = call.await.unwrap();
+        let e = outcome.result.unwrap_err();
+        assert_eq!(e.code, "transport", "{e}");
+        assert_eq!(
+            e.message,
+            format!("could not reach Klaviyo at 127.0.0.1:{port} (connection refused)")
+        );
+        for absent in ["a.klaviyo.com", "/api", key] {
+            assert!(!e.message.contains(absent), "{absent} in {}", e.message);
+        }
+        let x = &outcome.exchanges[0];
+        assert_eq!(x.addressed, "a.klaviyo.com:443");
+        assert_eq!(
+            x.sent_to.as_deref(),
+            Some(format!("127.0.0.1:{port}").as_str())
+        );
+    }
 }
