@@ -220,7 +220,14 @@ pub(crate) fn install(
             let hits: Vec<serde_json::Value> = catalog()
                 .search(&query)
                 .into_iter()
-                .map(|t| serde_json::json!({"topic": t.topic, "summary": t.summary, "score": t.score}))
+                .map(|t| {
+                    serde_json::json!({
+                        "topic": t.topic,
+                        "summary": t.summary,
+                        "score": t.score,
+                        "snippet": t.snippet,
+                    })
+                })
                 .collect();
             one(lua, values::from_json(lua, &serde_json::Value::Array(hits))?)
         })?,

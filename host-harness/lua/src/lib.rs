@@ -900,6 +900,25 @@ mod tests {
         assert!(out.incomplete && !out.success);
     }
 
+    /// `docs.search` gives ranked hits, each with the line it matched. Catches: the snippet
+    /// dropped on its way into Lua.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn docs_search_hits_carry_their_snippet() {
+        let s = session();
+        let out = s
+            .eval(
+                "local hits = docs.search('metric name')\n\
+                 return #hits, hits[1].topic, hits[1].snippet",
+                "=eval",
+            )
+            .await;
+        assert!(out.success, "{:?}", out.error);
+        let n = out.result[0].as_i64().unwrap();
+        assert!((1..=6).contains(&n), "weak hits are cut: {n}");
+        let snippet = out.result[2].as_str().unwrap().to_lowercase();
+        assert!(snippet.contains("metric"), "{snippet}");
+    }
+
     /// A session over accounts `default` and `staging` at the emulator (`pk_default`,
     /// `pk_staging`).
     async fn emulated(options: SessionOptions) -> (Session, kosmo_emulator::Emulator) {

@@ -405,7 +405,8 @@ impl McpClients {
             record.error = Some(format!("{}: {}", e.code, e.message));
             e
         });
-        record.duration = started.elapsed();
+        // Time spent waiting for a person's answer is not the call's (CallRecord::finish).
+        record.finish(started);
         self.host.push_record(record);
         result
     }

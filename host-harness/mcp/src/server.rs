@@ -509,7 +509,11 @@ impl Prompter for ElicitationPrompter {
             .build_unchecked();
         let params = ElicitRequestParams::FormElicitationParams {
             meta: None,
-            message: question.trim_start_matches("kosmo: ").to_string(),
+            // The terminal's "(a = all ... for this run)" hint is the checkbox here.
+            message: match question.trim_start_matches("kosmo: ").rsplit_once(" (a = all ") {
+                Some((asked, _)) => asked.to_string(),
+                None => question.trim_start_matches("kosmo: ").to_string(),
+            },
             requested_schema: schema,
         };
         let answer = handle.block_on(async {
