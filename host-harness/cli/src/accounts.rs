@@ -331,35 +331,9 @@ pub fn resolve(store: &Store, env: Option<&EnvAccount>) -> Result<Vec<AccountCon
     Ok(accounts)
 }
 
-/// Whether `name` can be an account: a Lua identifier starting with a letter (so
-/// `app.integrations.klaviyo.<name>` works, and no `__index`-like metamethod name can shadow
-/// anything, finding 10), not a function's name.
-pub fn check_account_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let identifier = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !identifier || name.len() > 64 {
-        return Err(format!(
-            "`{}` cannot be an account name: use letters, digits and `_`, starting with a letter (at most 64)",
-            shown_name(name)
-        ));
-    }
-    if kosmo_runtime::catalog().function(name).is_some() {
-        return Err(format!(
-            "`{name}` is the name of a Klaviyo function: pick another account name"
-        ));
-    }
-    Ok(())
-}
-
-/// A name for a message: escaped, and at most 64 characters of it.
-fn shown_name(name: &str) -> String {
-    let mut shown: String = name.chars().take(64).flat_map(char::escape_debug).collect();
-    if name.chars().count() > 64 {
-        shown.push_str("...");
-    }
-    shown
-}
+/// Whether `name` can be an account (a Lua identifier, not a keyword, not a function's
+/// name): one rule, the runtime's.
+pub use kosmo_runtime::names::check_account_name;
 
 #[cfg(test)]
 mod tests {
@@ -410,6 +384,8 @@ mod tests {
         assert!(check_account_name("").is_err());
         assert!(check_account_name("__index").is_err());
         assert!(check_account_name("klaviyo_get_profile").is_err());
+        // `klaviyo.local` would not parse.
+        assert!(check_account_name("local").unwrap_err().contains("Lua keyword"));
         let long = "x".repeat(5000);
         assert!(check_account_name(&long).unwrap_err().len() < 200);
     }

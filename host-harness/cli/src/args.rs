@@ -16,7 +16,8 @@ pub const EXIT_USAGE: i32 = 2;
     name = "kosmo",
     version,
     about = "Run Lua against Klaviyo through a sandboxed WebAssembly component",
-    propagate_version = true
+    propagate_version = true,
+    after_help = TOP_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,34 +27,127 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a Lua script with `app.integrations.klaviyo` (from FILE, --eval, or standard input).
-    #[command(name = "integrations:lua")]
+    #[command(name = "integrations:lua", after_help = LUA_EXAMPLES)]
     Lua(LuaArgs),
     /// Call one Klaviyo function: `kosmo integrations:call klaviyo.get_profile --profile_id ID`.
-    #[command(name = "integrations:call")]
+    #[command(name = "integrations:call", after_help = CALL_EXAMPLES)]
     Call(CallArgs),
     /// Store a named Klaviyo account (key, base URL, read/write policy) under $KOSMO_HOME.
-    #[command(name = "integrations:configure")]
+    #[command(name = "integrations:configure", after_help = CONFIGURE_EXAMPLES)]
     Configure(ConfigureArgs),
+    /// Prove an account's key works: one cheap read (`list_lists` with limit 1), timed.
+    #[command(name = "integrations:check", after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
     /// Show the documentation: `klaviyo` or `klaviyo.<function>`.
-    #[command(name = "integrations:docs")]
+    #[command(name = "integrations:docs", after_help = DOCS_EXAMPLES)]
     Docs(DocsArgs),
     /// `integrations:lua` without `app.integrations`: a Lua script over the configured MCP
     /// servers (`app.mcp.*`, `mcp.*`), same options, envelope and exit codes.
-    #[command(name = "mcp:lua")]
+    #[command(name = "mcp:lua", after_help = MCP_LUA_EXAMPLES)]
     McpLua(LuaArgs),
     /// Add, list or remove MCP servers in $KOSMO_HOME/mcp.json (never printing env or header
     /// values).
-    #[command(name = "mcp:configure")]
+    #[command(name = "mcp:configure", after_help = MCP_CONFIGURE_EXAMPLES)]
     McpConfigure(McpConfigureArgs),
     /// Serve the Klaviyo functions as MCP tools (`klaviyo_<function>`) on standard input and
     /// output until it closes; logs go to standard error.
-    #[command(name = "mcp:serve")]
+    #[command(name = "mcp:serve", after_help = MCP_SERVE_EXAMPLES)]
     McpServe(McpServeArgs),
     /// Serve the Klaviyo emulator on loopback until Ctrl-C: every API key gets its own
     /// account, kept across runs (a `--sandbox` run gets a fresh one). Prints its URL first.
-    #[command(name = "emulator")]
+    #[command(name = "emulator", after_help = EMULATOR_EXAMPLES)]
     Emulator(EmulatorArgs),
+    /// Print a completion script for your shell on standard output.
+    #[command(name = "completions", after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
 }
+
+/// The top level's help after the commands: examples, the environment and the exit codes.
+const TOP_HELP: &str = "\
+Examples:
+  kosmo integrations:lua --sandbox --eval 'dump(app.integrations.klaviyo.list_lists({limit = 1}))'
+  kosmo integrations:configure klaviyo --set api_key=-     # then paste the key
+  kosmo integrations:check
+  kosmo integrations:lua --repl
+  kosmo <COMMAND> --help                                    # each command's options and examples
+
+Environment:
+  KLAVIYO_API_KEY            The `default` account's private key (overrides a stored `default`,
+                             whose read/write policy still applies)
+  KLAVIYO_BASE_URL           Where that account's API is (default https://a.klaviyo.com); used
+                             only with KLAVIYO_API_KEY
+  KOSMO_HOME                 Accounts, MCP servers, the compiled-component cache and the REPL
+                             history (default ~/.kosmo; must be a directory private to you)
+  KOSMO_ALLOW_INSECURE_HTTP  1 allows http:// base URLs to hosts other than loopback (the key
+                             then crosses the network in clear text)
+
+Exit codes:
+  0  success
+  1  the script, call or check failed (the error on stderr, or in the envelope with --json)
+  2  usage: no code, a wrong option or setting (with --json, an envelope with error code `usage`)";
+
+const LUA_EXAMPLES: &str = "\
+Examples:
+  kosmo integrations:lua --sandbox --eval 'dump(app.integrations.klaviyo.list_lists({limit = 1}))'
+  kosmo integrations:lua examples/onboarding.lua --sandbox --json
+  echo 'print(docs.read(\"klaviyo\"))' | kosmo integrations:lua
+  kosmo integrations:lua --repl --sandbox     # interactive: history, Ctrl-C stops a line
+  kosmo integrations:lua report.lua --force   # writes without asking, for this run only";
+
+const CALL_EXAMPLES: &str = "\
+Examples:
+  kosmo integrations:call klaviyo.list_lists --limit 5
+  kosmo integrations:call klaviyo.get_profile --profile_id 01H... --json
+  kosmo integrations:call klaviyo.create_profile --args '{\"email\": \"ada@example.com\"}' --sandbox";
+
+const CONFIGURE_EXAMPLES: &str = "\
+Examples:
+  kosmo integrations:configure klaviyo --set api_key=-          # the key is read without echo
+  kosmo integrations:configure klaviyo --account shop --set api_key=- --write allow
+  kosmo integrations:configure klaviyo --account shop --read ask
+  kosmo integrations:configure klaviyo --list
+  kosmo integrations:configure klaviyo --account shop --remove";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  kosmo integrations:check
+  kosmo integrations:check --account shop --json
+  kosmo integrations:check --sandbox";
+
+const DOCS_EXAMPLES: &str = "\
+Examples:
+  kosmo integrations:docs
+  kosmo integrations:docs klaviyo.create_profile
+  kosmo integrations:docs --search \"subscribe email\"
+  kosmo integrations:docs --list";
+
+const MCP_LUA_EXAMPLES: &str = "\
+Examples:
+  kosmo mcp:lua --eval 'dump(mcp.servers())' --json
+  kosmo mcp:lua --eval 'return app.mcp.everything.echo{message = \"hi\"}'";
+
+const MCP_CONFIGURE_EXAMPLES: &str = "\
+Examples:
+  kosmo mcp:configure everything --command npx --arg -y --arg @modelcontextprotocol/server-everything
+  kosmo mcp:configure docs --url https://example.com/mcp --header 'Authorization=Bearer ${TOKEN}'
+  kosmo mcp:configure --list
+  kosmo mcp:configure everything --remove";
+
+const MCP_SERVE_EXAMPLES: &str = "\
+Examples:
+  kosmo mcp:serve --sandbox
+  kosmo mcp:serve --account shop --read-only";
+
+const EMULATOR_EXAMPLES: &str = "\
+Examples:
+  kosmo emulator --port 8787
+  KLAVIYO_API_KEY=pk_test_anything KLAVIYO_BASE_URL=http://127.0.0.1:8787 kosmo integrations:check";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  kosmo completions bash > ~/.local/share/bash-completion/completions/kosmo
+  kosmo completions zsh > \"${fpath[1]}/_kosmo\"
+  kosmo completions fish > ~/.config/fish/completions/kosmo.fish";
 
 /// Options shared by the commands that call Klaviyo.
 #[derive(Args, Debug, Clone, Default)]
@@ -87,7 +181,8 @@ pub struct LuaArgs {
     /// Lua execution time allowed, in seconds (waiting for Klaviyo does not count); default 30.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub cpu_limit: Option<Duration>,
-    /// Read and run standard input line by line, keeping state between lines.
+    /// Read and run standard input line by line, keeping state between lines (on a terminal:
+    /// line editing, history, `help`, Ctrl-C stops the running line).
     #[arg(long, conflicts_with_all = ["file", "eval"])]
     pub repl: bool,
 }
@@ -110,13 +205,30 @@ pub struct CallArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The account to check (default: the default account).
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::aot::Shell,
+}
+
+#[derive(Args, Debug)]
 pub struct ConfigureArgs {
     /// The integration: `klaviyo`.
     pub integration: String,
     /// The account's name (`default` is used when none is named in Lua).
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub account: String,
-    /// A setting: `api_key=KEY` (`api_key=-` reads it from standard input; 8-256 printable
+    /// A setting: `api_key=KEY` (`api_key=-` reads it without echo from the terminal, or from
+    /// piped standard input; 8-256 printable
     /// ASCII characters, no spaces) or `base_url=URL` (https, or http to localhost/127.0.0.1/[::1]
     /// unless KOSMO_ALLOW_INSECURE_HTTP=1; changing it needs api_key again).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -273,6 +385,37 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
+
+    /// Every command, and any added later, shows examples in its help; the top level also
+    /// lists the environment and the exit codes.
+    #[test]
+    fn every_command_has_examples() {
+        let mut top = Cli::command();
+        let help = top.render_long_help().to_string();
+        for section in [
+            "Examples:",
+            "Environment:",
+            "Exit codes:",
+            "KOSMO_ALLOW_INSECURE_HTTP",
+        ] {
+            assert!(
+                help.contains(section),
+                "top-level help lacks {section}:\n{help}"
+            );
+        }
+        let mut names = Vec::new();
+        for sub in Cli::command().get_subcommands_mut() {
+            let help = sub.render_long_help().to_string();
+            let name = sub.get_name().to_string();
+            assert!(
+                help.contains("Examples:\n  kosmo "),
+                "{name} has no examples:\n{help}"
+            );
+            names.push(name);
+        }
+        assert!(names.len() >= 10, "{names:?}");
+    }
 
     #[test]
     fn byte_and_second_options() {

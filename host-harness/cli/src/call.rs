@@ -143,7 +143,7 @@ pub(super) fn call(mut args: CallArgs) -> i32 {
         Err(e) => return usage(&options, &format!("cannot start the async runtime: {e}")),
     };
     let exit = runtime.block_on(async {
-        let ctx = match Context::build(&options, true).await {
+        let ctx = match Context::build(&options).await {
             Ok(ctx) => ctx,
             Err(e) => return e.report(&options),
         };

@@ -1,4 +1,4 @@
-//! `kosmo integrations:configure klaviyo --account NAME --set api_key=KEY [--set base_url=URL]
+//! `kosmo integrations:configure klaviyo --account NAME --set api_key=- [--set base_url=URL]
 //! [--read allow|ask|deny] [--write allow|ask|deny]` (also `--list` and `--remove`). It never
 //! prints a key, not even part of one, nor a URL's credentials.
 //!
@@ -10,9 +10,9 @@ use std::io::{BufRead, IsTerminal, Read};
 
 use klaviyo_spec::DEFAULT_BASE_URL;
 use kosmo_runtime::account::{MAX_API_KEY_LEN, without_userinfo};
-use kosmo_runtime::{Access, ApiKey, BaseUrl, ErrorCode};
+use kosmo_runtime::{Access, ApiKey, BaseUrl, DEFAULT_ACCOUNT, ErrorCode};
 
-use crate::accounts::{self, Store, StoredAccount};
+use crate::accounts::{self, EnvAccount, Store, StoredAccount};
 use crate::args::{ConfigureArgs, EXIT_FAILURE, EXIT_USAGE};
 use crate::redact::{Redactor, unchecked_keys};
 
@@ -53,17 +53,26 @@ fn run(args: &ConfigureArgs, redactor: &mut Redactor) -> Result<String, (i32, St
     redactor.extend(store.keys());
 
     if args.list {
-        if store.klaviyo.is_empty() {
-            return Ok(format!(
+        let env = EnvAccount::from_env();
+        let mut lines: Vec<String> = store
+            .klaviyo
+            .iter()
+            .map(|(name, a)| {
+                let line = describe(name, a);
+                if name == DEFAULT_ACCOUNT && env.is_some() {
+                    format!("{line} (not used: KLAVIYO_API_KEY overrides it)")
+                } else {
+                    line
+                }
+            })
+            .collect();
+        if lines.is_empty() {
+            lines.push(format!(
                 "No Klaviyo accounts in {}",
                 home.join("accounts.json").display()
             ));
         }
-        let lines: Vec<String> = store
-            .klaviyo
-            .iter()
-            .map(|(name, a)| describe(name, a))
-            .collect();
+        lines.extend(environment_notes(&store, env.as_ref()));
         return Ok(lines.join("\n"));
     }
     accounts::check_account_name(&args.account).map_err(usage)?;
@@ -101,7 +110,7 @@ fn run(args: &ConfigureArgs, redactor: &mut Redactor) -> Result<String, (i32, St
         },
         (None, None) => {
             return Err(usage(format!(
-                "account `{name}` is new: give its key with --set api_key=KEY (or api_key=- to read it from standard input)"
+                "account `{name}` is new: give its key with --set api_key=- (read from the terminal without echo, or from standard input; kept out of shell history)"
             )));
         }
     };
@@ -172,8 +181,43 @@ fn check_new_host(
     }
     Err(format!(
         "changing the base_url of account `{name}` (from {current} to {new_url}) would send its stored key \
-         to a new host: give the key again in the same command with --set api_key=KEY (or api_key=-)"
+         to a new host: give the key again in the same command with --set api_key=-"
     ))
+}
+
+/// What the environment changes about the accounts listed: `KLAVIYO_API_KEY` (with
+/// `KLAVIYO_BASE_URL`) is the `default` account whatever is stored, keeping the stored
+/// `default`'s policy ([`accounts::resolve`]); `KLAVIYO_BASE_URL` alone does nothing.
+fn environment_notes(store: &Store, env: Option<&EnvAccount>) -> Vec<String> {
+    let Some(env) = env else {
+        let url = std::env::var(accounts::BASE_URL_ENV).unwrap_or_default();
+        if url.trim().is_empty() {
+            return Vec::new();
+        }
+        return vec![format!(
+            "{} is set ({}) but not used: it applies only together with {}",
+            accounts::BASE_URL_ENV,
+            without_userinfo(url.trim()),
+            accounts::KEY_ENV
+        )];
+    };
+    let url_source = if std::env::var(accounts::BASE_URL_ENV).is_ok_and(|u| !u.trim().is_empty()) {
+        accounts::BASE_URL_ENV
+    } else {
+        "the default"
+    };
+    let policy = match store.klaviyo.get(DEFAULT_ACCOUNT) {
+        Some(stored) => format!(
+            "it overrides the stored `default` account, whose policy applies (read {}, write {})",
+            stored.read, stored.write
+        ),
+        None => "policy read allow, write ask (the defaults)".to_string(),
+    };
+    vec![format!(
+        "{}: klaviyo account `default` comes from the environment: base_url {} (from {url_source}), api_key set; {policy}",
+        accounts::KEY_ENV,
+        without_userinfo(&env.base_url),
+    )]
 }
 
 /// One line about an account, without its key.
@@ -195,14 +239,18 @@ fn redact_setting(setting: &str) -> String {
     }
 }
 
-/// The key given, or read from standard input for `-` (keeps it out of shell history): one
-/// line, read no further than a key can be long.
+/// The key given, or read for `-` (keeps it out of shell history): typed on the terminal
+/// without echo when standard input is one, else one line of standard input, read no further
+/// than a key can be long.
 fn read_key(value: &str) -> Result<String, String> {
     if value != "-" {
         return Ok(value.to_string());
     }
     if std::io::stdin().is_terminal() {
-        eprint!("Klaviyo API key: ");
+        // rpassword asks and reads on the terminal with echo off (what it reads is bounded by
+        // what a person types; the key's own rule then refuses anything over 256 bytes).
+        return rpassword::prompt_password("Klaviyo API key (input hidden): ")
+            .map_err(|e| format!("cannot read the key from the terminal: {e}"));
     }
     let mut text = String::new();
     std::io::stdin()

@@ -2,6 +2,7 @@
 //! emulator and throwaway keys with `--sandbox`, the host with its policies, the redactor, and
 //! the `meta` the envelope reports.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -10,7 +11,7 @@ use kosmo_emulator::{Emulator, EmulatorOptions};
 use kosmo_mcp::McpClients;
 use kosmo_runtime::{
     Account, AccountConfig, ApiKey, DEFAULT_ACCOUNT, ErrorCode, Host, HostOptions, Policy,
-    Prompter, RuntimeConfig,
+    Prompter, Runtime, RuntimeConfig,
 };
 
 use crate::accounts::{self, EnvAccount, Store};
@@ -30,6 +31,8 @@ pub struct Context {
     /// The configured MCP servers, for the commands that use them (`integrations:lua`,
     /// `mcp:lua`): closed at the end of the run, killed by the watchdog's exit.
     pub mcp: Option<Arc<McpClients>>,
+    /// Where each account's calls go (its base URL: the emulator's with `--sandbox`).
+    pub base_urls: BTreeMap<String, String>,
     options: RunOptions,
 }
 
@@ -44,21 +47,30 @@ pub struct SetupError {
 }
 
 impl Context {
-    /// Build from the options; `may_prompt` says whether an `ask` policy may ask on the
-    /// terminal (not when standard input carries the code).
-    pub async fn build(options: &RunOptions, may_prompt: bool) -> Result<Context, SetupError> {
-        let prompter: Option<Arc<dyn Prompter>> = if may_prompt {
-            TerminalPrompter::if_interactive().map(|p| Arc::new(p) as Arc<dyn Prompter>)
-        } else {
-            None
-        };
-        Context::build_with(options, prompter).await
+    /// Build from the options; an `ask` policy asks on the controlling terminal when there is
+    /// one (whatever standard input and output are), else it is refused.
+    pub async fn build(options: &RunOptions) -> Result<Context, SetupError> {
+        Context::build_with(options, terminal_prompter()).await
     }
 
     /// Build with this prompter for `ask` policies (`mcp:serve` asks through MCP elicitation).
     pub async fn build_with(
         options: &RunOptions,
         prompter: Option<Arc<dyn Prompter>>,
+    ) -> Result<Context, SetupError> {
+        Context::build_inner(options, prompter, false).await
+    }
+
+    /// Build with the component loaded before any call, so that the first call's time is the
+    /// call's own (`integrations:check` reports it), not the compile's.
+    pub async fn build_loaded(options: &RunOptions) -> Result<Context, SetupError> {
+        Context::build_inner(options, terminal_prompter(), true).await
+    }
+
+    async fn build_inner(
+        options: &RunOptions,
+        prompter: Option<Arc<dyn Prompter>>,
+        load_component: bool,
     ) -> Result<Context, SetupError> {
         let home = accounts::home_dir();
         let env = EnvAccount::from_env();
@@ -103,25 +115,51 @@ impl Context {
             emulator = Some(emu);
         }
 
-        let host = Host::new(
+        let base_urls = list
+            .iter()
+            .map(|a| (a.account.name.clone(), a.account.base_url.to_string()))
+            .collect();
+        // The compiled component is cached under $KOSMO_HOME: seconds to compile once,
+        // milliseconds to load afterwards.
+        let runtime_config = RuntimeConfig {
+            cache_dir: home.as_ref().map(|h| h.join("cache")),
+            ..RuntimeConfig::default()
+        };
+        let loaded = if load_component {
+            let config = runtime_config.clone();
+            let runtime = tokio::task::spawn_blocking(move || Runtime::new(config))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| format!("{e:#}")))
+                .map_err(|e| {
+                    fail(
+                        format!("loading the Klaviyo component failed: {e}"),
+                        EXIT_FAILURE,
+                        &redactor,
+                    )
+                })?;
+            Some(runtime)
+        } else {
+            None
+        };
+        let mut host = Host::new(
             list,
             HostOptions {
                 force: options.force,
                 prompter,
-                // The compiled component is cached under $KOSMO_HOME: seconds to compile
-                // once, milliseconds to load afterwards.
-                runtime: RuntimeConfig {
-                    cache_dir: home.as_ref().map(|h| h.join("cache")),
-                    ..RuntimeConfig::default()
-                },
+                runtime: runtime_config,
             },
         );
+        if let Some(runtime) = loaded {
+            host = host.with_runtime(runtime);
+        }
         redactor.extend(host.secrets());
         Ok(Context {
             host: Arc::new(host),
             redactor,
             emulator,
             mcp: None,
+            base_urls,
             options: options.clone(),
         })
     }
@@ -150,6 +188,11 @@ impl Context {
         meta.insert("kosmo_version".into(), json!(env!("CARGO_PKG_VERSION")));
         meta
     }
+}
+
+/// The terminal prompter, when there is a controlling terminal to ask on.
+fn terminal_prompter() -> Option<Arc<dyn Prompter>> {
+    TerminalPrompter::open().map(|p| Arc::new(p) as Arc<dyn Prompter>)
 }
 
 /// The meta of a run that failed before a context existed.

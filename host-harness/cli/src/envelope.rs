@@ -20,6 +20,9 @@ use crate::redact::Redactor;
 /// Most bytes an envelope may print (its JSON form; the text form is cut the same way).
 pub const MAX_ENVELOPE_BYTES: usize = 8 << 20;
 
+/// Most traceback lines shown under an error in text mode.
+pub const TRACEBACK_LINES: usize = 16;
+
 /// Room kept for the envelope's fixed fields and for markers beyond a part's share.
 const SLACK_BYTES: usize = 64 << 10;
 
@@ -88,7 +91,8 @@ impl Envelope {
         })
     }
 
-    /// The error as one line, `code: message`.
+    /// The error as one line, `code: message`, led by where it happened (`fail.lua:3: `)
+    /// when the error says and its message does not already.
     pub fn error_line(&self) -> Option<String> {
         let e = self.error.as_ref()?;
         let code = e.get("code").and_then(Value::as_str).unwrap_or("error");
@@ -101,7 +105,49 @@ impl Envelope {
         if let Some(status) = e.get("status").and_then(Value::as_u64) {
             line.push_str(&format!(" (HTTP {status})"));
         }
+        if let (Some(source), Some(at)) = (
+            e.get("source").and_then(Value::as_str),
+            e.get("line").and_then(Value::as_u64),
+        ) {
+            let place = format!("{source}:{at}:");
+            if !message.contains(&place) {
+                line = format!("{place} {line}");
+            }
+        }
         Some(line)
+    }
+
+    /// The error's traceback lines (at most [`TRACEBACK_LINES`]), when it has one.
+    pub fn traceback(&self) -> Vec<&str> {
+        self.error
+            .as_ref()
+            .and_then(|e| e.get("traceback"))
+            .and_then(Value::as_str)
+            .map(|t| {
+                t.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .take(TRACEBACK_LINES)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// On stderr: `error: <line>`, then the traceback when it says more than that line's
+    /// location (two frames or more: one frame is the location again). Call on a sanitized
+    /// envelope.
+    pub fn print_error(&self) {
+        let Some(line) = self.error_line() else {
+            return;
+        };
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "error: {line}");
+        let frames = self.traceback();
+        if frames.len() >= 2 {
+            let _ = writeln!(stderr, "stack traceback:");
+            for frame in frames {
+                let _ = writeln!(stderr, "  {}", frame.trim());
+            }
+        }
     }
 
     /// The envelope as it may be shown: redacted, then held to [`MAX_ENVELOPE_BYTES`].
@@ -189,15 +235,16 @@ impl Envelope {
             shown.print_text(&mut stdout, "\n");
         }
         let _ = stdout.flush();
-        if !json_mode && let Some(line) = shown.error_line() {
-            eprintln!("error: {line}");
+        if !json_mode {
+            shown.print_error();
         }
         i32::from(!shown.success)
     }
 
-    /// The text form of a sanitized envelope: the output, then the results separated by
-    /// `separator` and ended by a newline. Pretty-printed results can be far longer than their
-    /// JSON (indentation), so the text too stops at [`MAX_ENVELOPE_BYTES`], with a marker.
+    /// The text form of a sanitized envelope: the output, then the results in `dump`'s form
+    /// ([`kosmo_lua::show`], the REPL's echo too: one format) separated by `separator` and
+    /// ended by a newline. Shown results can be far longer than their JSON (indentation), so
+    /// the text too stops at [`MAX_ENVELOPE_BYTES`], with a marker.
     pub fn print_text(&self, out: &mut impl Write, separator: &str) {
         let mut capped = CappedWriter {
             inner: out,
@@ -209,11 +256,9 @@ impl Envelope {
             if i > 0 {
                 let _ = capped.write_all(separator.as_bytes());
             }
-            let _ = match value {
-                Value::String(s) => capped.write_all(s.as_bytes()),
-                Value::Null => capped.write_all(b"nil"),
-                other => serde_json::to_writer_pretty(&mut capped, other).map_err(Into::into),
-            };
+            if capped.write_all(kosmo_lua::show(value).as_bytes()).is_err() {
+                break;
+            }
         }
         if !self.result.is_empty() {
             let _ = capped.write_all(b"\n");
@@ -437,17 +482,19 @@ mod tests {
         let big = "y".repeat(MAX_ENVELOPE_BYTES * 2);
         let e = envelope("", vec![json!(big)]).sanitized(&Redactor::default());
         assert!(json_len(&e.to_json()) <= MAX_ENVELOPE_BYTES);
-        // Deep nesting makes pretty text far longer than JSON: the text is capped too.
-        let mut deep = json!((0..400_000).collect::<Vec<_>>());
-        for _ in 0..60 {
-            deep = json!([deep]);
-        }
-        let e = envelope("out\n", vec![json!("a"), deep]).sanitized(&Redactor::default());
+        // Shown tables are longer than their JSON (`{ a = 1 },` on a line of its own against
+        // `{"a":1},`): the text is capped too.
+        let rows = || json!((0..500_000).map(|_| json!({"a": 1})).collect::<Vec<_>>());
+        let e = envelope("out\n", vec![json!("a"), rows(), rows()]).sanitized(&Redactor::default());
         let mut text = Vec::new();
         e.print_text(&mut text, "\t");
         assert!(text.len() < MAX_ENVELOPE_BYTES + 100, "{}", text.len());
         let text = String::from_utf8(text).unwrap();
-        assert!(text.starts_with("out\na\t["));
-        assert!(text.ends_with("bytes]\n"));
+        assert!(text.starts_with("out\n\"a\"\t{"), "{}", &text[..20]);
+        assert!(
+            text.ends_with("bytes]\n"),
+            "{}",
+            &text[text.len().saturating_sub(300)..]
+        );
     }
 }

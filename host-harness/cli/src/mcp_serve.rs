@@ -56,7 +56,7 @@ pub(super) fn serve(args: McpServeArgs) -> i32 {
         if let Some(missing) = args.accounts.iter().find(|a| !known.contains(a)) {
             eprintln!(
                 "error: {}: no Klaviyo account `{missing}` (configured: {}); add it with `kosmo \
-                 integrations:configure klaviyo --account {missing} --set api_key=KEY`",
+                 integrations:configure klaviyo --account {missing} --set api_key=-`",
                 ErrorCode::Usage,
                 if known.is_empty() { "none".to_string() } else { known.join(", ") }
             );

@@ -1,16 +1,19 @@
 //! `kosmo integrations:lua` and `kosmo mcp:lua`: read the code, set up the session (with the
-//! configured MCP servers), run it under a watchdog, print the envelope, and stop the servers.
+//! configured MCP servers), run it under a watchdog (in text mode, what it prints shows as it
+//! prints it; `log` always goes to stderr as it runs), print the envelope, and stop the servers.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::sync::Arc;
 
 use serde_json::json;
+use tokio::runtime::Runtime;
 
 use kosmo_lua::{Limits, Session, SessionOptions};
 
 use crate::args::{EXIT_USAGE, LuaArgs, RunOptions};
 use crate::context::{Context, SetupError};
 use crate::envelope::Envelope;
+use crate::redact::Redactor;
 use crate::watchdog::{spawn_watchdog, tokio_runtime};
 
 /// Largest script `integrations:lua` reads, from a file or standard input (security review,
@@ -104,31 +107,55 @@ pub(super) fn lua(args: LuaArgs, integrations: bool) -> i32 {
         Ok(rt) => rt,
         Err(e) => return usage(&args.run, &format!("cannot start the async runtime: {e}")),
     };
-    // Prompts read standard input: not when it carries the code or REPL lines.
-    let may_prompt = code.as_ref().is_some_and(|(_, name)| name != "=stdin") && !args.repl;
-    let exit = runtime.block_on(async {
-        let mut ctx = match Context::build(&args.run, may_prompt).await {
-            Ok(ctx) => ctx,
-            Err(e) => return e.report(&args.run),
-        };
-        let clients = match crate::mcp::clients(&ctx.host, &ctx.redactor) {
-            Ok(c) => c,
-            Err(e) => return e.report(&args.run),
-        };
-        ctx.mcp = Some(clients.clone());
-        let exit = run_session(&args, &ctx, code, integrations).await;
-        // Servers start on first use and stop here, on every path out of the run (MCP
-        // lifecycle, shutdown: close the server's input, wait, then kill its group).
-        clients.close().await;
-        exit
+    let setup = runtime.block_on(async {
+        let mut ctx = Context::build(&args.run)
+            .await
+            .map_err(|e| e.report(&args.run))?;
+        let clients =
+            crate::mcp::clients(&ctx.host, &ctx.redactor).map_err(|e| e.report(&args.run))?;
+        ctx.mcp = Some(clients);
+        Ok::<_, i32>(ctx)
     });
-    // Blocking tasks (a prompt waiting on stdin) must not hold the process open.
+    let exit = match setup {
+        Ok(ctx) => {
+            let exit = run_session(&runtime, &args, &ctx, code, integrations);
+            // Servers start on first use and stop here, on every path out of the run (MCP
+            // lifecycle, shutdown: close the server's input, wait, then kill its group).
+            if let Some(clients) = &ctx.mcp {
+                runtime.block_on(clients.close());
+            }
+            exit
+        }
+        Err(exit) => exit,
+    };
+    // Blocking tasks (a prompt waiting on the terminal) must not hold the process open.
     runtime.shutdown_background();
     exit
 }
 
+/// Where printed text goes as it is written (text mode): stdout, redacted write by write.
+/// Each write is one `print` or `dump` call, newline included, so a key can only be cut at a
+/// write's end by the output cap, and [`Redactor::cut_text`] covers that.
+fn live_stdout(redactor: Redactor) -> Arc<dyn Fn(&str) + Send + Sync> {
+    Arc::new(move |text: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(redactor.cut_text(text).as_bytes());
+        let _ = out.flush();
+    })
+}
+
+/// Where `log(...)` goes, in every mode: stderr, as it is written, redacted.
+fn live_stderr(redactor: Redactor) -> Arc<dyn Fn(&str) + Send + Sync> {
+    Arc::new(move |text: &str| {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(redactor.cut_text(text).as_bytes());
+        let _ = err.flush();
+    })
+}
+
 /// Set up the session and run the code (or the REPL); the exit code.
-async fn run_session(
+fn run_session(
+    runtime: &Runtime,
     args: &LuaArgs,
     ctx: &Context,
     code: Option<(String, String)>,
@@ -140,8 +167,16 @@ async fn run_session(
             .mcp
             .clone()
             .map(|c| Arc::new(crate::mcp::Servers(c)) as Arc<dyn kosmo_lua::ToolServers>),
+        // With --json what a script prints belongs in the envelope; without, it shows as it
+        // is printed (a long script is not silent until it ends).
+        live_output: (!args.run.json).then(|| live_stdout(ctx.redactor.clone())),
+        live_log: Some(live_stderr(ctx.redactor.clone())),
     };
-    let session = match Session::with_options(ctx.host.clone(), limits(args), options) {
+    let session = {
+        let _entered = runtime.enter();
+        Session::with_options(ctx.host.clone(), limits(args), options)
+    };
+    let session = match session {
         Ok(s) => s,
         Err(message) => {
             return SetupError {
@@ -153,10 +188,10 @@ async fn run_session(
         }
     };
     match code {
-        None => crate::repl::run(&session, ctx, args.run.json).await,
+        None => crate::repl::run(runtime, &session, ctx, args.run.json, integrations),
         Some((code, name)) => {
             let guard = spawn_watchdog(session.watchdog(), ctx, &session, args.run.json);
-            let outcome = session.eval(&code, &name).await;
+            let outcome = runtime.block_on(session.eval(&code, &name));
             guard.disarm();
             let mut meta = ctx.meta();
             meta.insert(

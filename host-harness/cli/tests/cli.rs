@@ -71,6 +71,19 @@ impl Run {
     }
 }
 
+/// No controlling terminal: kosmo asks on `/dev/tty` whenever there is one, and a question
+/// would wait for whoever runs the tests.
+fn without_terminal(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    }
+}
+
 /// A `kosmo` invocation with a private KOSMO_HOME and no inherited Klaviyo settings.
 struct Kosmo {
     cmd: Command,
@@ -81,7 +94,8 @@ struct Kosmo {
 impl Kosmo {
     fn new(home: &Path) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kosmo"));
-        cmd.env("KOSMO_HOME", home)
+        without_terminal(&mut cmd)
+            .env("KOSMO_HOME", home)
             .env("HOME", home)
             .env_remove("KLAVIYO_API_KEY")
             .env_remove("KLAVIYO_BASE_URL");
@@ -616,7 +630,7 @@ fn envelope_fields_and_exit_codes() {
     // Without --json: output, then the results; exit 0.
     let run = lua(home.path(), r#"print("hi") return "done", {n = 1}"#).run();
     assert_eq!(run.code, 0);
-    assert!(run.stdout.starts_with("hi\ndone\n{"), "{}", run.stdout);
+    assert!(run.stdout.starts_with("hi\n\"done\"\n{"), "{}", run.stdout);
 
     // A failing script: exit 1, one error line with its code on stderr.
     let run = lua(home.path(), r#"error("boom")"#).run();

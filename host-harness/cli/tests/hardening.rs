@@ -101,10 +101,24 @@ unsafe extern "C" {
 
 const WNOHANG: i32 = 1;
 
+/// No controlling terminal: kosmo asks on `/dev/tty` whenever there is one, and a question
+/// would wait for whoever runs the tests.
+fn without_terminal(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    }
+}
+
 /// A `kosmo` command with a private `$KOSMO_HOME` and no inherited Klaviyo settings.
 fn kosmo(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kosmo"));
-    cmd.env("KOSMO_HOME", home)
+    without_terminal(&mut cmd)
+        .env("KOSMO_HOME", home)
         .env("HOME", home)
         .env_remove("KLAVIYO_API_KEY")
         .env_remove("KLAVIYO_BASE_URL")
@@ -640,7 +654,7 @@ fn base_urls_follow_one_rule_everywhere() {
 
     run(configure(
         home.path(),
-        "local",
+        "loopback",
         &[&set_key, "base_url=http://127.0.0.1:8080"],
     ))
     .assert_ok();
@@ -648,7 +662,7 @@ fn base_urls_follow_one_rule_everywhere() {
     // A new base_url needs the key again: the stored one must not follow silently.
     let m = run(configure(
         home.path(),
-        "local",
+        "loopback",
         &["base_url=https://other.example"],
     ));
     m.assert_usage("api_key");
@@ -656,14 +670,14 @@ fn base_urls_follow_one_rule_everywhere() {
     assert!(!stored.contains("other.example"), "{stored}");
     run(configure(
         home.path(),
-        "local",
+        "loopback",
         &[&set_key, "base_url=https://other.example"],
     ))
     .assert_ok();
     // The same URL again is no change of host.
     run(configure(
         home.path(),
-        "local",
+        "loopback",
         &["base_url=https://other.example/"],
     ))
     .assert_ok();

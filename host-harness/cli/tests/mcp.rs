@@ -71,10 +71,24 @@ fn shared_home() -> &'static Path {
     })
 }
 
+/// No controlling terminal: kosmo asks on `/dev/tty` whenever there is one, and a question
+/// would wait for whoever runs the tests.
+fn without_terminal(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    }
+}
+
 /// `kosmo` run in `cwd` with `home` as `$HOME` and `$HOME/.kosmo` as `$KOSMO_HOME`.
 fn kosmo(cwd: &Path, home: &Path) -> Command {
     let mut cmd = Command::new(KOSMO);
-    cmd.current_dir(cwd)
+    without_terminal(&mut cmd)
+        .current_dir(cwd)
         .env("HOME", home)
         .env("KOSMO_HOME", home.join(".kosmo"))
         .env_remove("KLAVIYO_API_KEY")

@@ -67,9 +67,22 @@ impl Run {
     }
 }
 
+/// No controlling terminal: kosmo asks on `/dev/tty` whenever there is one, and a question
+/// would wait for whoever runs the tests.
+fn without_terminal(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    }
+}
+
 /// `kosmo` with a private KOSMO_HOME and no inherited Klaviyo settings.
 fn kosmo(home: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_kosmo"))
+    let out = without_terminal(&mut Command::new(env!("CARGO_BIN_EXE_kosmo")))
         .env("KOSMO_HOME", home)
         .env("HOME", home)
         .env_remove("KLAVIYO_API_KEY")
