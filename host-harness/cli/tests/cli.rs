@@ -5,71 +5,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kosmo_emulator::Emulator;
-use serde_json::Value;
 
-/// One emulator for the whole test binary, on a runtime that lives as long as the process.
-fn emulator() -> &'static Emulator {
-    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
-    EMULATOR.get_or_init(|| {
-        let runtime = Box::leak(Box::new(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap(),
-        ));
-        runtime
-            .block_on(Emulator::start())
-            .expect("emulator starts")
-    })
-}
-
-/// A fresh API key: each one is a separate account on the emulator.
-fn new_key(label: &str) -> String {
-    format!("pk_test_{label}_{:016x}", fastrand_u64())
-}
-
-fn fastrand_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now())
-}
-
-/// What a run of `kosmo` gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// Neither stream may contain the key, in any test.
-    fn assert_hides(&self, key: &str) -> &Self {
-        assert!(
-            !self.stdout.contains(key),
-            "the key leaked on stdout:\n{}",
-            self.stdout
-        );
-        assert!(
-            !self.stderr.contains(key),
-            "the key leaked on stderr:\n{}",
-            self.stderr
-        );
-        self
-    }
-}
+mod common;
+use common::{Run, emulator, new_key};
 
 /// No controlling terminal: kosmo asks on `/dev/tty` whenever there is one, and a question
 /// would wait for whoever runs the tests.

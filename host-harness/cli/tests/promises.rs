@@ -7,65 +7,12 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kosmo_emulator::Emulator;
-use serde_json::Value;
 
-/// One emulator for the whole test binary, on a runtime that lives as long as the process.
-fn emulator() -> &'static Emulator {
-    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
-    EMULATOR.get_or_init(|| {
-        let runtime = Box::leak(Box::new(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap(),
-        ));
-        runtime
-            .block_on(Emulator::start())
-            .expect("emulator starts")
-    })
-}
-
-fn new_key(label: &str) -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let n = RandomState::new().hash_one(Instant::now());
-    format!("pk_promise_{label}_{n:016x}")
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    fn assert_hides(&self, key: &str) {
-        assert!(
-            !self.stdout.contains(key),
-            "key on stdout:\n{}",
-            self.stdout
-        );
-        assert!(
-            !self.stderr.contains(key),
-            "key on stderr:\n{}",
-            self.stderr
-        );
-    }
-}
+mod common;
+use common::{Run, emulator, new_key};
 
 /// No controlling terminal: kosmo asks on `/dev/tty` whenever there is one, and a question
 /// would wait for whoever runs the tests.

@@ -7,15 +7,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kosmo_emulator::Emulator;
 use rexpect::process::WaitStatus;
 use rexpect::reader::Options;
 use rexpect::session::PtySession;
 
-const KOSMO: &str = env!("CARGO_BIN_EXE_kosmo");
 
 /// Longest wait for one expected output (a busy 2-core machine starts a process slowly).
 const EXPECT_MS: u64 = 8_000;
@@ -26,28 +23,8 @@ const UP: &str = "\x1b[A";
 const BACKSPACE: &str = "\x7f";
 const ENTER: &str = "\r";
 
-/// One emulator for the whole test binary, on a runtime that lives as long as the process.
-fn emulator() -> &'static Emulator {
-    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
-    EMULATOR.get_or_init(|| {
-        let runtime = Box::leak(Box::new(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap(),
-        ));
-        runtime
-            .block_on(Emulator::start())
-            .expect("emulator starts")
-    })
-}
-
-fn new_key(label: &str) -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let n = RandomState::new().hash_one(Instant::now());
-    format!("pk_tty_{label}_{n:016x}")
-}
+mod common;
+use common::{KOSMO, emulator, new_key};
 
 /// `program args` on a fresh pty, with a private KOSMO_HOME and no inherited Klaviyo settings.
 fn spawn_program(home: &Path, program: &str, args: &[&str], timeout_ms: u64) -> PtySession {

@@ -6,53 +6,12 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::Instant;
 
-use kosmo_emulator::{Emulator, Fault};
-use serde_json::Value;
+use kosmo_emulator::Fault;
 
-const KOSMO: &str = env!("CARGO_BIN_EXE_kosmo");
 
-/// One emulator for the whole test binary, on a runtime that lives as long as the process.
-fn emulator() -> &'static Emulator {
-    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
-    EMULATOR.get_or_init(|| {
-        let runtime = Box::leak(Box::new(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap(),
-        ));
-        runtime
-            .block_on(Emulator::start())
-            .expect("emulator starts")
-    })
-}
-
-fn new_key(label: &str) -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let n = RandomState::new().hash_one(Instant::now());
-    format!("pk_use_{label}_{n:016x}")
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-}
+mod common;
+use common::{KOSMO, Run, emulator, new_key};
 
 /// `kosmo` with a private KOSMO_HOME, no inherited Klaviyo settings, and no controlling
 /// terminal (a question would otherwise wait for whoever runs the tests).
