@@ -175,6 +175,37 @@ async fn limits_stop_runaway_plugins_and_the_host_keeps_serving() {
     assert_eq!(emulator.request_count(KEY), 1);
 }
 
+/// The runtime that saw the traps keeps serving: more traps than it has instance slots
+/// (256) are each a `plugin_trap`, never `busy`, and the account's next call runs in a fresh
+/// instance (a trapped one is never kept), whose clean end is then kept for the call after.
+/// Catches: a trapped instance's slot not given back (the 257th call would be `busy`), or a
+/// trapped instance kept for reuse (`reused` on the call right after a trap).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trapped_runtime_frees_its_slots_and_never_reuses_a_trapped_instance() {
+    let (_emulator, account) = account().await;
+    let runtime = adversary();
+    let slots = runtime.config().pooled_instances;
+    for _ in 0..slots + 20 {
+        let e = attack(&runtime, &account, "trap").await;
+        assert_eq!(e.code, "plugin_trap", "{e}");
+    }
+    let after = runtime
+        .call_with_log(&account, "list_lists", &json!({}))
+        .await;
+    assert_eq!(after.result.unwrap_err().code, "transport", "the fixture's refusal");
+    assert!(!after.stages.reused, "a trapped instance is never reused");
+    let next = runtime
+        .call_with_log(&account, "list_lists", &json!({}))
+        .await;
+    assert!(next.stages.reused, "a clean call's instance is kept");
+    let e = attack(&runtime, &account, "trap").await;
+    assert_eq!(e.code, "plugin_trap", "a kept instance traps like a fresh one: {e}");
+    let again = runtime
+        .call_with_log(&account, "list_lists", &json!({}))
+        .await;
+    assert!(!again.stages.reused, "the kept instance that trapped is gone");
+}
+
 /// A server that answers every request with a 64 MiB body, its length declared or (`declared`
 /// false) not: a body ended by closing the connection, which only the streaming cap stops.
 async fn huge_server(declared: bool) -> String {
