@@ -254,7 +254,18 @@ fn seed_docs_overview_and_function_pages() {
         .args(["integrations:docs", "klaviyo.list_lists"])
         .run();
     assert_eq!(run.code, 0);
-    assert!(run.stdout.contains("1-10"), "{}", run.stdout);
+    // The page size Klaviyo's lists endpoint allows, from the spec slice (a bare "1-10" would
+    // also match "1-100").
+    let pages_of = format!(
+        "pages of lists hold at most {}",
+        klaviyo_spec::LISTS_PAGE.max
+    );
+    assert!(run.stdout.contains(&pages_of), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("How many to return, 1-100; default 20"),
+        "{}",
+        run.stdout
+    );
     let run = Kosmo::new(home.path())
         .args(["integrations:docs", "klaviyo.list_listz"])
         .run();
@@ -475,10 +486,14 @@ return #k.shop.list_lists({}).items, k.shop.list_lists({}).items[1].name, k.defa
 #[test]
 fn seed_examples_run_in_the_sandbox() {
     let home = home();
-    for (file, check) in [
-        ("onboarding.lua", "plan"),
-        ("export_list.lua", "count"),
-        ("campaign_report.lua", "campaigns"),
+    // What each example returns, at a path into its result, given the emulator's seed data
+    // (4 email and 3 SMS campaigns, 60 flows) and what the example writes itself.
+    for (file, check, expected) in [
+        ("onboarding.lua", "/plan", serde_json::json!("pro")),
+        ("export_list.lua", "/count", serde_json::json!(7)),
+        ("campaign_report.lua", "/campaigns/email/total", serde_json::json!(4)),
+        ("campaign_report.lua", "/campaigns/sms/total", serde_json::json!(3)),
+        ("campaign_report.lua", "/flows/total", serde_json::json!(60)),
     ] {
         let run = Kosmo::new(home.path())
             .args(["integrations:lua"])
@@ -489,7 +504,7 @@ fn seed_examples_run_in_the_sandbox() {
         let env = run.json();
         assert_eq!(env["success"], true, "{file}: {env}");
         assert_eq!(env["meta"]["sandbox"], true);
-        assert!(env["result"][0].get(check).is_some(), "{file}: {env}");
+        assert_eq!(env["result"][0].pointer(check), Some(&expected), "{file}: {env}");
         let sandbox_key_shown = run.stdout.contains("pk_sandbox_");
         assert!(!sandbox_key_shown, "the sandbox key is a key too");
     }

@@ -76,7 +76,9 @@ async fn a_busy_account_does_not_hold_up_another() {
             runtime.call(&busy, "list_lists", &json!({})).await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The first two busy calls are at the emulator (held by their delay): the account's
+    // limit is taken. Waiting for that, not for a fixed time, keeps this steady on a busy machine.
+    arrivals(&emulator, "pk_busy", 2).await;
     let calm_started = Instant::now();
     runtime.call(&calm, "list_lists", &json!({})).await.unwrap();
     assert!(
@@ -173,7 +175,8 @@ async fn calls_beyond_the_instance_slots_are_refused_as_busy_not_trapped() {
             tokio::spawn(async move { runtime.call(&account, "list_lists", &json!({})).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Both held calls are at the emulator, so both hold an instance slot.
+    arrivals(&emulator, "pk_slots", 2).await;
     let e = runtime
         .call(&account, "list_lists", &json!({}))
         .await
@@ -287,5 +290,18 @@ async fn a_refused_connection_names_the_host_and_port_tried() {
             x.sent_to.as_deref(),
             Some(format!("127.0.0.1:{port}").as_str())
         );
+    }
+}
+
+/// Wait until the emulator has seen `n` requests with `key` (bounded: 10 s, then fail).
+async fn arrivals(emulator: &Emulator, key: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while emulator.request_count(key) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{key}: {} of {n} requests arrived",
+            emulator.request_count(key)
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
