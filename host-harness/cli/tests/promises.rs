@@ -273,3 +273,59 @@ fn a_stored_key_is_redacted_from_call_output_and_errors() {
         assert!(shown.contains("not_found"), "{shown}");
     }
 }
+
+/// The REPL redacts like a script: a stored key typed into a line never comes back, whether
+/// printed (live), logged, echoed as the line's value, or quoted by an error, in text and
+/// `--json` modes. Guards: the REPL's per-line output (or its live `print`/`log` sinks)
+/// skipping the redactor that scripts go through.
+#[test]
+fn a_stored_key_is_redacted_from_the_repl() {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let key = new_key("repl");
+    configure(
+        home.path(),
+        "default",
+        &key,
+        &emulator().base_url(),
+        &["--write", "allow"],
+    );
+    let lines = format!(
+        "print('{key}')\nlog('{key}')\n'{key}'\n\
+         app.integrations.klaviyo.get_list({{list_id = '{key}'}})\nerror('{key}')\n"
+    );
+    for json in [false, true] {
+        let mut args = vec!["integrations:lua", "--repl"];
+        if json {
+            args.push("--json");
+        }
+        let mut child = without_terminal(&mut Command::new(env!("CARGO_BIN_EXE_kosmo")))
+            .env("KOSMO_HOME", home.path())
+            .env("HOME", home.path())
+            .env_remove("KLAVIYO_API_KEY")
+            .env_remove("KLAVIYO_BASE_URL")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kosmo runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        run.assert_hides(&key);
+        // Every line ran and showed something, redacted: the test saw real output.
+        let shown = format!("{}{}", run.stdout, run.stderr);
+        assert!(shown.matches("<redacted>").count() >= 4, "json {json}: {shown}");
+        assert!(shown.contains("not_found"), "json {json}: {shown}");
+    }
+}
