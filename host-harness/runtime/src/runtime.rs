@@ -89,6 +89,9 @@ pub struct RuntimeConfig {
 /// that read a large page should not pin its memory for the account's later calls.
 pub const WARM_MEMORY_BYTES: usize = 4 << 20;
 
+/// Host resources a kept Store may still hold after a call (see where it is checked).
+const WARM_MAX_HOST_RESOURCES: usize = 16;
+
 /// Instances kept per account between calls (more concurrent calls make fresh ones).
 const WARM_PER_ACCOUNT: usize = 4;
 
@@ -180,6 +183,19 @@ struct MemoryLimiter {
     hit: bool,
     /// The largest size any memory was grown to (whether the instance is worth keeping).
     largest: usize,
+}
+
+/// Host resources (fields, requests, bodies, streams, pollables) a Store may hold at once: a
+/// call of the Klaviyo component holds about ten. A component that leaked some on every call
+/// of a reused instance would otherwise grow the host's table without bound; past this, its
+/// own new resources are refused (its calls fail), and the host stays bounded.
+const MAX_HOST_RESOURCES: usize = 4096;
+
+/// An empty resource table, capped at [`MAX_HOST_RESOURCES`].
+fn resource_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_HOST_RESOURCES);
+    table
 }
 
 /// Table elements an instance may have: generous for Rust components (a few hundred).
@@ -553,7 +569,7 @@ impl Runtime {
             // Nothing is granted: no environment, arguments, preopens, stdio or sockets.
             wasi: WasiCtxBuilder::new().build(),
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table: resource_table(),
             hooks: EgressHooks {
                 account: account.clone(),
                 policy: self.inner.policy.clone(),
@@ -672,10 +688,15 @@ impl Runtime {
             }
             Ok(Ok((results, guest))) => {
                 stages.guest = guest;
-                // Only a call that ran to its end leaves an instance fit for the next one.
+                // Only a call that ran to its end leaves an instance fit for the next one, and
+                // only while its Store holds few host resources: wasmtime-wasi-http 48's
+                // `outgoing-handler.handle` reads the `request-options` it is given and never
+                // deletes it, so every request with options leaves one entry behind (measured:
+                // one per call); a kept Store is dropped once they add up.
                 if let Some(instance) = used
                     && config.reuse_instances
                     && store.data().limits.largest <= WARM_MEMORY_BYTES
+                    && store.data_mut().table.iter_mut().count() <= WARM_MAX_HOST_RESOURCES
                 {
                     self.keep_warm(
                         tenant,

@@ -100,3 +100,22 @@ async fn reuse_follows_the_configuration() {
         "an instance made under other limits is not taken"
     );
 }
+
+/// A kept instance is renewed before the host resources its Store holds can add up: each
+/// request leaves wasmtime-wasi-http 48 one `request-options` entry it never deletes, so a
+/// Store reused forever would grow without bound (and, past the table's cap, fail). Catches:
+/// reuse with no bound on what the Store holds (every call after the first would be reused).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_instance_is_renewed_before_its_store_grows() {
+    let emulator = Emulator::start().await.unwrap();
+    let runtime = runtime(RuntimeConfig::default());
+    let account = Account::new("long", ApiKey::new("pk_reuse_long_01"), &emulator.base_url()).unwrap();
+    let mut fresh = 0;
+    for _ in 0..100 {
+        if !reused(&runtime, &account).await {
+            fresh += 1;
+        }
+    }
+    // Fresh every 17 calls or so: rare enough to keep the saving, often enough to stay bounded.
+    assert!((2..=10).contains(&fresh), "{fresh} fresh instances in 100 calls");
+}
