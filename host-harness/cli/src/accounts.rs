@@ -385,7 +385,11 @@ mod tests {
         assert!(check_account_name("__index").is_err());
         assert!(check_account_name("klaviyo_get_profile").is_err());
         // `klaviyo.local` would not parse.
-        assert!(check_account_name("local").unwrap_err().contains("Lua keyword"));
+        assert!(
+            check_account_name("local")
+                .unwrap_err()
+                .contains("Lua keyword")
+        );
         let long = "x".repeat(5000);
         assert!(check_account_name(&long).unwrap_err().len() < 200);
     }

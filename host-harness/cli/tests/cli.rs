@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 mod common;
 use common::{Run, emulator, new_key};
 
@@ -491,8 +490,16 @@ fn seed_examples_run_in_the_sandbox() {
     for (file, check, expected) in [
         ("onboarding.lua", "/plan", serde_json::json!("pro")),
         ("export_list.lua", "/count", serde_json::json!(7)),
-        ("campaign_report.lua", "/campaigns/email/total", serde_json::json!(4)),
-        ("campaign_report.lua", "/campaigns/sms/total", serde_json::json!(3)),
+        (
+            "campaign_report.lua",
+            "/campaigns/email/total",
+            serde_json::json!(4),
+        ),
+        (
+            "campaign_report.lua",
+            "/campaigns/sms/total",
+            serde_json::json!(3),
+        ),
         ("campaign_report.lua", "/flows/total", serde_json::json!(60)),
     ] {
         let run = Kosmo::new(home.path())
@@ -504,7 +511,11 @@ fn seed_examples_run_in_the_sandbox() {
         let env = run.json();
         assert_eq!(env["success"], true, "{file}: {env}");
         assert_eq!(env["meta"]["sandbox"], true);
-        assert_eq!(env["result"][0].pointer(check), Some(&expected), "{file}: {env}");
+        assert_eq!(
+            env["result"][0].pointer(check),
+            Some(&expected),
+            "{file}: {env}"
+        );
         let sandbox_key_shown = run.stdout.contains("pk_sandbox_");
         assert!(!sandbox_key_shown, "the sandbox key is a key too");
     }

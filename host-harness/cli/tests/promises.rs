@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-
 mod common;
 use common::{Run, emulator, new_key};
 
@@ -325,7 +324,10 @@ fn a_stored_key_is_redacted_from_the_repl() {
         run.assert_hides(&key);
         // Every line ran and showed something, redacted: the test saw real output.
         let shown = format!("{}{}", run.stdout, run.stderr);
-        assert!(shown.matches("<redacted>").count() >= 4, "json {json}: {shown}");
+        assert!(
+            shown.matches("<redacted>").count() >= 4,
+            "json {json}: {shown}"
+        );
         assert!(shown.contains("not_found"), "json {json}: {shown}");
     }
 }

@@ -13,7 +13,6 @@ use rexpect::process::WaitStatus;
 use rexpect::reader::Options;
 use rexpect::session::PtySession;
 
-
 /// Longest wait for one expected output (a busy 2-core machine starts a process slowly).
 const EXPECT_MS: u64 = 8_000;
 

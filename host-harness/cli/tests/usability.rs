@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 
 use kosmo_emulator::Fault;
 
-
 mod common;
 use common::{KOSMO, Run, emulator, new_key};
 

@@ -229,7 +229,10 @@ pub(crate) fn install(
                     })
                 })
                 .collect();
-            one(lua, values::from_json(lua, &serde_json::Value::Array(hits))?)
+            one(
+                lua,
+                values::from_json(lua, &serde_json::Value::Array(hits))?,
+            )
         })?,
     )?;
     docs_table.raw_set(

@@ -510,7 +510,10 @@ impl Prompter for ElicitationPrompter {
         let params = ElicitRequestParams::FormElicitationParams {
             meta: None,
             // The terminal's "(a = all ... for this run)" hint is the checkbox here.
-            message: match question.trim_start_matches("kosmo: ").rsplit_once(" (a = all ") {
+            message: match question
+                .trim_start_matches("kosmo: ")
+                .rsplit_once(" (a = all ")
+            {
                 Some((asked, _)) => asked.to_string(),
                 None => question.trim_start_matches("kosmo: ").to_string(),
             },

@@ -478,12 +478,12 @@ impl Runtime {
         if warm.len() >= WARM_PER_ACCOUNT {
             return;
         }
-        let reserved = self
-            .inner
-            .warm_count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < global_cap).then_some(n + 1)
-            });
+        let reserved =
+            self.inner
+                .warm_count
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < global_cap).then_some(n + 1)
+                });
         if reserved.is_ok() {
             warm.push(kept);
         }
@@ -498,7 +498,8 @@ impl Runtime {
         };
         let mut evicted = 0;
         for tenant in tenants {
-            let dropped = std::mem::take(&mut *tenant.warm.lock().unwrap_or_else(|p| p.into_inner()));
+            let dropped =
+                std::mem::take(&mut *tenant.warm.lock().unwrap_or_else(|p| p.into_inner()));
             evicted += dropped.len();
         }
         self.inner
@@ -647,7 +648,8 @@ impl Runtime {
                 None => match self.inner.pre.instantiate_async(&mut store).await {
                     // Kept instances hold slots: give them back and try once more.
                     Err(e)
-                        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some()
+                        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                            .is_some()
                             && self.evict_warm() =>
                     {
                         self.inner.pre.instantiate_async(&mut store).await?

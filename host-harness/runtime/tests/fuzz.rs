@@ -120,8 +120,8 @@ fn random_arguments_never_panic_and_name_a_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn random_arguments_that_convert_fail_cleanly_in_the_component() {
     let emulator = kosmo_emulator::Emulator::start().await.unwrap();
-    let account = Account::new("fuzz", ApiKey::new("pk_fuzz_args_01"), &emulator.base_url())
-        .unwrap();
+    let account =
+        Account::new("fuzz", ApiKey::new("pk_fuzz_args_01"), &emulator.base_url()).unwrap();
     let runtime = runtime();
     let mut rng = fastrand::Rng::with_seed(0x6b6f736d6f2);
     let (mut converted, mut refused_by_guest) = (0, 0);
@@ -137,21 +137,31 @@ async fn random_arguments_that_convert_fail_cleanly_in_the_component() {
                 continue;
             };
             assert!(
-                !matches!(e.code.as_str(), "plugin_trap" | "internal" | "memory_limit" | "cpu_limit"),
+                !matches!(
+                    e.code.as_str(),
+                    "plugin_trap" | "internal" | "memory_limit" | "cpu_limit"
+                ),
                 "{} {args}: {e}",
                 function.name
             );
             if e.code == "invalid_argument" {
                 refused_by_guest += 1;
                 let field = e.details.get("field").and_then(Value::as_str).unwrap_or("");
-                assert!(!field.is_empty(), "{} {args}: no field in {e:?}", function.name);
+                assert!(
+                    !field.is_empty(),
+                    "{} {args}: no field in {e:?}",
+                    function.name
+                );
             }
         }
     }
     // The property is only shown if the random arguments get that far.
     eprintln!("{converted} argument sets converted, {refused_by_guest} refused by the guest");
     assert!(converted >= 150, "only {converted} argument sets converted");
-    assert!(refused_by_guest >= 10, "only {refused_by_guest} reached a guest check");
+    assert!(
+        refused_by_guest >= 10,
+        "only {refused_by_guest} reached a guest check"
+    );
 }
 
 /// Serves random bodies with random statuses: valid JSON of odd shapes, near-JSON:API

@@ -35,8 +35,14 @@ async fn an_instance_serves_only_its_own_account() {
     let a = Account::new("shop", ApiKey::new("pk_reuse_a_0001"), &emulator.base_url()).unwrap();
     // Same name and URL, another key: another tenant.
     let b = Account::new("shop", ApiKey::new("pk_reuse_b_0002"), &emulator.base_url()).unwrap();
-    assert!(!reused(&runtime, &a).await, "a's first call gets a fresh instance");
-    assert!(reused(&runtime, &a).await, "a's second call reuses a's instance");
+    assert!(
+        !reused(&runtime, &a).await,
+        "a's first call gets a fresh instance"
+    );
+    assert!(
+        reused(&runtime, &a).await,
+        "a's second call reuses a's instance"
+    );
     assert!(!reused(&runtime, &b).await, "b never gets a's instance");
     assert!(reused(&runtime, &b).await);
     assert!(reused(&runtime, &a).await);
@@ -60,7 +66,10 @@ async fn only_a_call_that_ran_to_its_end_leaves_its_instance() {
         .await;
     assert_eq!(missing.result.unwrap_err().code, "not_found");
     assert!(missing.stages.reused);
-    assert!(reused(&runtime, &account).await, "a component error keeps the instance");
+    assert!(
+        reused(&runtime, &account).await,
+        "a component error keeps the instance"
+    );
 
     emulator.inject_fault(key, Fault::Delay(Duration::from_secs(3)));
     let slow = runtime
@@ -80,7 +89,8 @@ async fn only_a_call_that_ran_to_its_end_leaves_its_instance() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reuse_follows_the_configuration() {
     let emulator = Emulator::start().await.unwrap();
-    let account = Account::new("cfg", ApiKey::new("pk_reuse_cfg_01"), &emulator.base_url()).unwrap();
+    let account =
+        Account::new("cfg", ApiKey::new("pk_reuse_cfg_01"), &emulator.base_url()).unwrap();
     let off = runtime(RuntimeConfig {
         reuse_instances: false,
         ..RuntimeConfig::default()
@@ -109,7 +119,12 @@ async fn reuse_follows_the_configuration() {
 async fn a_kept_instance_is_renewed_before_its_store_grows() {
     let emulator = Emulator::start().await.unwrap();
     let runtime = runtime(RuntimeConfig::default());
-    let account = Account::new("long", ApiKey::new("pk_reuse_long_01"), &emulator.base_url()).unwrap();
+    let account = Account::new(
+        "long",
+        ApiKey::new("pk_reuse_long_01"),
+        &emulator.base_url(),
+    )
+    .unwrap();
     let mut fresh = 0;
     for _ in 0..100 {
         if !reused(&runtime, &account).await {
@@ -117,5 +132,8 @@ async fn a_kept_instance_is_renewed_before_its_store_grows() {
         }
     }
     // Fresh every 17 calls or so: rare enough to keep the saving, often enough to stay bounded.
-    assert!((2..=10).contains(&fresh), "{fresh} fresh instances in 100 calls");
+    assert!(
+        (2..=10).contains(&fresh),
+        "{fresh} fresh instances in 100 calls"
+    );
 }

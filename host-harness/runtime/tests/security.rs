@@ -192,18 +192,28 @@ async fn a_trapped_runtime_frees_its_slots_and_never_reuses_a_trapped_instance()
     let after = runtime
         .call_with_log(&account, "list_lists", &json!({}))
         .await;
-    assert_eq!(after.result.unwrap_err().code, "transport", "the fixture's refusal");
+    assert_eq!(
+        after.result.unwrap_err().code,
+        "transport",
+        "the fixture's refusal"
+    );
     assert!(!after.stages.reused, "a trapped instance is never reused");
     let next = runtime
         .call_with_log(&account, "list_lists", &json!({}))
         .await;
     assert!(next.stages.reused, "a clean call's instance is kept");
     let e = attack(&runtime, &account, "trap").await;
-    assert_eq!(e.code, "plugin_trap", "a kept instance traps like a fresh one: {e}");
+    assert_eq!(
+        e.code, "plugin_trap",
+        "a kept instance traps like a fresh one: {e}"
+    );
     let again = runtime
         .call_with_log(&account, "list_lists", &json!({}))
         .await;
-    assert!(!again.stages.reused, "the kept instance that trapped is gone");
+    assert!(
+        !again.stages.reused,
+        "the kept instance that trapped is gone"
+    );
 }
 
 /// A server that answers every request with a 64 MiB body, its length declared or (`declared`
