@@ -366,30 +366,33 @@ impl Host {
         record: &mut CallRecord,
     ) -> Result<(), CallError> {
         let name = &config.account.name;
-        let kinds = format!("{}s", kind.as_str());
-        let to = match kind {
-            Kind::Read => "from",
-            Kind::Write => "to",
-        };
-        let texts = Texts {
-            ask_refused: format!(
-                "klaviyo.{function} is a {kind} and account `{name}` asks before {kinds}, but there is no \
-                 terminal to ask on: rerun with --force to allow it for this run, or allow {kinds} with \
-                 `kosmo integrations:configure klaviyo --account {name} --{kind} allow`",
-                kind = kind.as_str()
-            ),
-            denied: format!(
-                "account `{name}` denies {kinds} (klaviyo.{function}); --force lifts that for one run"
-            ),
-            // What the call would do, and what "all" would allow: the person decides on the
-            // arguments, not on the function's name alone.
-            question: format!(
-                "kosmo: klaviyo.{function} {} is a {kind} {to} account `{name}`. Allow? (a = all \
-                 {kinds} {to} `{name}` for this run)",
-                abbreviated(args),
-                kind = kind.as_str()
-            ),
-            declined: format!("klaviyo.{function} on account `{name}` was declined"),
+        // Built only when the call is refused or asked about: not on every allowed call.
+        let texts = || {
+            let kinds = format!("{}s", kind.as_str());
+            let to = match kind {
+                Kind::Read => "from",
+                Kind::Write => "to",
+            };
+            Texts {
+                ask_refused: format!(
+                    "klaviyo.{function} is a {kind} and account `{name}` asks before {kinds}, but there is no \
+                     terminal to ask on: rerun with --force to allow it for this run, or allow {kinds} with \
+                     `kosmo integrations:configure klaviyo --account {name} --{kind} allow`",
+                    kind = kind.as_str()
+                ),
+                denied: format!(
+                    "account `{name}` denies {kinds} (klaviyo.{function}); --force lifts that for one run"
+                ),
+                // What the call would do, and what "all" would allow: the person decides on the
+                // arguments, not on the function's name alone.
+                question: format!(
+                    "kosmo: klaviyo.{function} {} is a {kind} {to} account `{name}`. Allow? (a = all \
+                     {kinds} {to} `{name}` for this run)",
+                    abbreviated(args),
+                    kind = kind.as_str()
+                ),
+                declined: format!("klaviyo.{function} on account `{name}` was declined"),
+            }
         };
         let scope = format!("account:{name}");
         self.decide_call(&scope, function, kind, config.policy, texts, record)
@@ -414,20 +417,24 @@ impl Host {
             why,
             allow_hint,
         } = *request;
-        let kinds = format!("{}s", kind.as_str());
-        let texts = Texts {
-            ask_refused: format!(
-                "{path} is a {kind}{why} and {subject} asks before {kinds}, but there is no terminal to \
-                 ask on: rerun with --force to allow it for this run, or {allow_hint}",
-                kind = kind.as_str()
-            ),
-            denied: format!("{subject} denies {kinds} ({path}); --force lifts that for one run"),
-            question: format!(
-                "kosmo: {path} is a {kind} on {subject}. Allow? (a = all {kinds} on {subject} for \
-                 this run)",
-                kind = kind.as_str()
-            ),
-            declined: format!("{path} was declined"),
+        let texts = || {
+            let kinds = format!("{}s", kind.as_str());
+            Texts {
+                ask_refused: format!(
+                    "{path} is a {kind}{why} and {subject} asks before {kinds}, but there is no terminal to \
+                     ask on: rerun with --force to allow it for this run, or {allow_hint}",
+                    kind = kind.as_str()
+                ),
+                denied: format!(
+                    "{subject} denies {kinds} ({path}); --force lifts that for one run"
+                ),
+                question: format!(
+                    "kosmo: {path} is a {kind} on {subject}. Allow? (a = all {kinds} on {subject} for \
+                     this run)",
+                    kind = kind.as_str()
+                ),
+                declined: format!("{path} was declined"),
+            }
         };
         let scope = format!("scope:{scope}");
         self.decide_call(&scope, path, kind, policy, texts, record)
@@ -451,7 +458,7 @@ impl Host {
         function: &str,
         kind: Kind,
         policy: Policy,
-        texts: Texts,
+        texts: impl FnOnce() -> Texts,
         record: &mut CallRecord,
     ) -> Result<(), CallError> {
         let access = policy.access(kind);
@@ -480,15 +487,17 @@ impl Host {
                 self.bypassed.store(true, Ordering::SeqCst);
                 Ok(())
             }
-            Decision::Refuse { ask_refused: true } => Err(refuse(record, texts.ask_refused)),
-            Decision::Refuse { ask_refused: false } => Err(refuse(record, texts.denied)),
+            Decision::Refuse { ask_refused: true } => Err(refuse(record, texts().ask_refused)),
+            Decision::Refuse { ask_refused: false } => Err(refuse(record, texts().denied)),
             Decision::Ask => {
                 let prompter = self
                     .options
                     .prompter
                     .clone()
                     .expect("Ask is only decided with a prompter");
-                let question = texts.question;
+                let Texts {
+                    question, declined, ..
+                } = texts();
                 let asked = Instant::now();
                 let answer = tokio::task::spawn_blocking(move || prompter.ask(&question))
                     .await
@@ -508,7 +517,7 @@ impl Host {
                             .insert((scope.to_string(), kind));
                         Ok(())
                     }
-                    Answer::No => Err(refuse(record, texts.declined)),
+                    Answer::No => Err(refuse(record, declined)),
                 }
             }
         }
