@@ -183,6 +183,9 @@ enum Attempt {
         body: Vec<u8>,
     },
     Failed(Error),
+    /// A failure that repeating cannot change: the host's egress policy refused the request,
+    /// or the server's certificate or TLS handshake was refused.
+    Final(Error),
 }
 
 /// Send `req`, retrying what is worth retrying, and return the 2xx reply or the error that
@@ -208,7 +211,7 @@ pub fn send(req: &Request) -> Result<Reply, Error> {
                 ..
             } => (matches!(status, 429 | 503 | 504 | 524), *retry_after),
             Attempt::Failed(e) if e.kind == ErrorKind::Transport => (req.verb.repeatable(), None),
-            Attempt::Failed(_) => (false, None),
+            Attempt::Failed(_) | Attempt::Final(_) => (false, None),
         };
         if retryable && attempt < MAX_ATTEMPTS {
             let wait = backoff(attempt, retry_after, random_unit());
@@ -228,7 +231,7 @@ pub fn send(req: &Request) -> Result<Reply, Error> {
                 retry_after,
                 body,
             } => Err(error_from_status(status, retry_after, &body, attempt)),
-            Attempt::Failed(mut e) => {
+            Attempt::Failed(mut e) | Attempt::Final(mut e) => {
                 e.attempts = attempt;
                 Err(e)
             }
@@ -301,7 +304,7 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
     };
     let future = match outgoing_handler::handle(request, Some(options)) {
         Ok(f) => f,
-        Err(code) => return Attempt::Failed(error_from_code(&code, target)),
+        Err(code) => return from_code(&code, target),
     };
     if let Some(bytes) = body {
         let Ok(stream) = outgoing_body.write() else {
@@ -316,7 +319,7 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
                 drop(stream);
                 drop(outgoing_body);
                 if let Some(Ok(Err(code))) = wait(&future) {
-                    return Attempt::Failed(error_from_code(&code, target));
+                    return from_code(&code, target);
                 }
                 return failed(
                     ErrorKind::Transport,
@@ -329,11 +332,11 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
         }
     }
     if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
-        return Attempt::Failed(error_from_code(&code, target));
+        return from_code(&code, target);
     }
     let response = match wait(&future) {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Attempt::Failed(error_from_code(&code, target)),
+        Some(Ok(Err(code))) => return from_code(&code, target),
         Some(Err(())) | None => {
             return failed(ErrorKind::Transport, "the response was already taken");
         }
@@ -366,16 +369,16 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
             }
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {
-                return Attempt::Failed(match wasip2::http::types::http_error_code(&e) {
-                    Some(code) => error_from_code(&code, target),
-                    None => Error::new(
+                return match wasip2::http::types::http_error_code(&e) {
+                    Some(code) => from_code(&code, target),
+                    None => failed(
                         ErrorKind::Transport,
                         format!(
                             "the response body from Klaviyo at {} was cut off",
                             host_port(target)
                         ),
                     ),
-                });
+                };
             }
         }
     }
@@ -416,6 +419,19 @@ fn host_port(target: &Target) -> String {
         _ => 443,
     };
     format!("{authority}:{port}")
+}
+
+/// The attempt a wasi-http `error-code` ends: a refusal by the egress policy or the TLS layer
+/// is final, anything else about the connection may pass on a second try.
+fn from_code(code: &ErrorCode, target: &Target) -> Attempt {
+    let error = error_from_code(code, target);
+    match code {
+        ErrorCode::HttpRequestDenied
+        | ErrorCode::TlsCertificateError
+        | ErrorCode::TlsProtocolError
+        | ErrorCode::TlsAlertReceived(_) => Attempt::Final(error),
+        _ => Attempt::Failed(error),
+    }
 }
 
 /// Map a wasi-http `error-code` onto `timeout`, `invalid-response` (a body over the host's

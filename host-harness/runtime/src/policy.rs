@@ -158,4 +158,62 @@ mod tests {
         assert_eq!("DENY".parse::<Access>(), Ok(Access::Deny));
         assert!("maybe".parse::<Access>().is_err());
     }
+
+    /// Guards the words users type and read: `as_str`, `Display` and `FromStr` agree for every
+    /// kind (a mutated `as_str` returning "" passed every test before this one).
+    #[test]
+    fn names_round_trip() {
+        for (access, name) in [
+            (Access::Allow, "allow"),
+            (Access::Ask, "ask"),
+            (Access::Deny, "deny"),
+        ] {
+            assert_eq!(access.as_str(), name);
+            assert_eq!(access.to_string(), name);
+            assert_eq!(name.parse::<Access>(), Ok(access));
+            assert_eq!(
+                format!(" {} ", name.to_uppercase()).parse::<Access>(),
+                Ok(access)
+            );
+        }
+        assert_eq!(
+            "maybe".parse::<Access>(),
+            Err("`maybe` is not a permission: use allow, ask or deny".to_string())
+        );
+    }
+
+    /// The sandbox lifts `ask` and nothing else: a configured `deny` still denies there
+    /// (fails if `without_asking` returns the default policy or lifts every kind).
+    #[test]
+    fn without_asking_lifts_ask_and_keeps_deny() {
+        let p = Policy {
+            read: Access::Ask,
+            write: Access::Deny,
+        };
+        assert_eq!(
+            p.without_asking(),
+            Policy {
+                read: Access::Allow,
+                write: Access::Deny
+            }
+        );
+        let q = Policy {
+            read: Access::Deny,
+            write: Access::Ask,
+        };
+        assert_eq!(
+            q.without_asking(),
+            Policy {
+                read: Access::Deny,
+                write: Access::Allow
+            }
+        );
+        assert_eq!(
+            Policy::default().without_asking(),
+            Policy {
+                read: Access::Allow,
+                write: Access::Allow
+            }
+        );
+    }
 }

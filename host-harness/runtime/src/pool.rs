@@ -142,6 +142,9 @@ pub(crate) async fn send(
 fn client_error(e: &hyper_util::client::legacy::Error) -> Error {
     use std::error::Error as _;
     if e.is_connect() {
+        if let Some(tls) = tls_error(e) {
+            return tls;
+        }
         // hyper-util reports its connect timeout as an `io::Error` of kind `TimedOut`, under
         // its own `ConnectError`: look down the whole chain, not at the first cause only.
         let timed_out = std::iter::successors(e.source(), |s| (*s).source()).any(|s| {
@@ -159,6 +162,39 @@ fn client_error(e: &hyper_util::client::legacy::Error) -> Error {
         Some(h) if h.is_timeout() => Error::HttpResponseTimeout,
         _ => Error::HttpProtocolError,
     }
+}
+
+/// The wasi-http code for a failed TLS handshake, so that a certificate nobody trusts (or one
+/// for another host name) reads as `TLS certificate error`, not as a server that is down.
+/// tokio-rustls wraps the `rustls::Error` in an `io::Error` (which hyper-rustls wraps in
+/// another), and `io::Error::source()` skips the error it wraps: each link is opened with
+/// `get_ref` as well as `source`.
+fn tls_error(e: &hyper_util::client::legacy::Error) -> Option<Error> {
+    use std::error::Error as _;
+    fn next<'a>(
+        s: &'a (dyn std::error::Error + 'static),
+    ) -> Option<&'a (dyn std::error::Error + 'static)> {
+        match s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(wrapped) => Some(wrapped),
+            None => s.source(),
+        }
+    }
+    let rustls_error = std::iter::successors(e.source(), |s| next(*s))
+        .take(16)
+        .find_map(|s| s.downcast_ref::<rustls::Error>())?;
+    Some(match rustls_error {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            Error::TlsCertificateError
+        }
+        rustls::Error::AlertReceived(alert) => Error::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        _ => Error::TlsProtocolError,
+    })
 }
 
 /// A response body that fails with `connection-read-timeout` when no frame arrives within

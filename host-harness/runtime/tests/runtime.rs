@@ -96,14 +96,14 @@ async fn a_busy_account_does_not_hold_up_another() {
     );
 }
 
-/// A CA and a `localhost` certificate it signed, made for this test only.
-fn test_certificates() -> (String, kosmo_emulator::TlsIdentity) {
+/// A CA and a certificate it signed for `host_name`, made for this test only.
+fn test_certificates(host_name: &str) -> (String, kosmo_emulator::TlsIdentity) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+    let leaf = rcgen::CertificateParams::new(vec![host_name.to_string()])
         .unwrap()
         .signed_by(&leaf_key, &ca, &ca_key)
         .unwrap();
@@ -116,7 +116,7 @@ fn test_certificates() -> (String, kosmo_emulator::TlsIdentity) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_end_to_end_with_a_certificate_only_the_test_trusts() {
-    let (ca_pem, identity) = test_certificates();
+    let (ca_pem, identity) = test_certificates("localhost");
     let options = kosmo_emulator::EmulatorOptions {
         tls: Some(identity),
         ..Default::default()
@@ -147,14 +147,77 @@ async fn https_end_to_end_with_a_certificate_only_the_test_trusts() {
     }
     assert_eq!(emulator.request_count("pk_tls"), 4);
 
-    // Without the test CA the certificate is refused: nothing else trusts it.
+    // Without the test CA the certificate is refused: nothing else trusts it. The message
+    // says it was the certificate, not an unreachable server (it said `connection refused`
+    // for both before `pool::tls_error`).
     let default = Runtime::new(RuntimeConfig::default()).unwrap();
     let e = default
         .call(&account, "list_lists", &json!({}))
         .await
         .unwrap_err();
     assert_eq!(e.code, "transport", "{e}");
+    let port = emulator.base_url().rsplit(':').next().unwrap().to_string();
+    assert_eq!(
+        e.message,
+        format!("could not reach Klaviyo at localhost:{port} (TLS certificate error)")
+    );
     assert_eq!(emulator.request_count("pk_tls"), 4);
+}
+
+/// A certificate from a trusted CA but for another host name is refused as a certificate
+/// error: fails with a verifier that checks the chain and skips the name (RFC 6125 §6), and
+/// tells a bad certificate from a server that is not there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_for_another_host_is_refused_and_told_apart_from_a_dead_server() {
+    let (ca_pem, identity) = test_certificates("other.example");
+    let emulator = Emulator::start_with(kosmo_emulator::EmulatorOptions {
+        tls: Some(identity),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        extra_roots_pem: Some(ca_pem),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let account = Account::new("tls", ApiKey::new("pk_name"), &emulator.base_url()).unwrap();
+    let e = runtime
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    let port = emulator.base_url().rsplit(':').next().unwrap().to_string();
+    assert_eq!(e.code, "transport", "{e}");
+    assert_eq!(
+        e.message,
+        format!("could not reach Klaviyo at localhost:{port} (TLS certificate error)")
+    );
+    assert_eq!(
+        e.details["attempts"], 1,
+        "a bad certificate is not retried: {e}"
+    );
+    assert_eq!(emulator.request_count("pk_name"), 0);
+
+    // The same runtime, a port nothing listens on: another message.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dead = Account::new(
+        "dead",
+        ApiKey::new("pk_dead"),
+        &format!("https://localhost:{closed}"),
+    )
+    .unwrap();
+    let e = runtime
+        .call(&dead, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "transport", "{e}");
+    assert_eq!(
+        e.message,
+        format!("could not reach Klaviyo at localhost:{closed} (connection refused)")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
