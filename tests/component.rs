@@ -645,6 +645,12 @@ async fn bad_input_is_refused_before_any_request() {
             json!({"profile_id": "P", "event_name": "E", "time": "1980-01-01T00:00:00Z"}),
             "time",
         ),
+        // At most a year ahead (events.rs): 2 years from any date this test runs on.
+        (
+            "create_event",
+            json!({"profile_id": "P", "event_name": "E", "time": format!("{}-01-01T00:00:00Z", this_year() + 2)}),
+            "time",
+        ),
         (
             "create_event",
             json!({"profile_id": "P", "event_name": "E", "properties": "[]"}),
@@ -697,6 +703,21 @@ async fn klaviyo_errors_keep_what_klaviyo_said() {
     assert_eq!(e.details["duplicate_profile_id"], first["id"]);
     assert_eq!(e.details["klaviyo_code"], "duplicate_profile");
     assert!(e.message.contains("409"), "{}", e.message);
+
+    // Klaviyo's own words travel: its title, detail and pointer (emulator errors.rs, verbatim
+    // from klaviyo-api-node#75), and the error's id.
+    assert_eq!(e.details["title"], "Conflict.");
+    assert_eq!(
+        e.details["detail"],
+        "A profile already exists with one of these identifiers."
+    );
+    assert_eq!(e.details["pointer"], "/data/attributes");
+    assert_eq!(
+        e.details["error_id"].as_str().map(str::len),
+        Some(36),
+        "{:?}",
+        e.details
+    );
 
     let e = h
         .err(
@@ -1488,4 +1509,61 @@ async fn update_profile_reports_not_found_and_duplicates() {
     assert_eq!(e.details["duplicate_profile_id"], first["id"]);
     assert_eq!(e.details["attempts"], 1, "{e:?}");
     h.assert_spec_clean();
+}
+
+/// The current UTC year, from the system clock (days since 1970 through the civil calendar).
+fn this_year() -> i64 {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 86_400;
+    // Howard Hinnant's days-from-civil inverse, year only.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(month <= 2)
+}
+
+/// An egress policy that refuses everything.
+struct RefuseAll;
+
+impl kosmo_runtime::EgressPolicy for RefuseAll {
+    fn admit(
+        &self,
+        _account: &Account,
+        _request: &mut http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> Result<(), kosmo_runtime::Denied> {
+        Err(kosmo_runtime::Denied("refused by the test".into()))
+    }
+}
+
+/// A request the host's egress policy refuses is reported at once, never retried: repeating
+/// it cannot change the answer (fails if `http::from_code` treats `HttpRequestDenied` as a
+/// failure worth a retry: 3 attempts and over a second of backoff).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_the_egress_policy_refuses_is_not_retried() {
+    let emulator = Emulator::start().await.unwrap();
+    let runtime = Runtime::builder()
+        .egress_policy(std::sync::Arc::new(RefuseAll))
+        .build()
+        .unwrap();
+    let account = Account::new("refused", ApiKey::new("pk_refused"), &emulator.base_url()).unwrap();
+    let started = Instant::now();
+    let e = runtime
+        .call(&account, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "transport", "{e}");
+    assert_eq!(
+        e.message,
+        "request denied by the host's egress policy (only https://a.klaviyo.com is allowed)"
+    );
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+    assert!(started.elapsed() < Duration::from_millis(500), "no backoff");
+    assert_eq!(emulator.request_count("pk_refused"), 0);
 }

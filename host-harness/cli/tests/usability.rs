@@ -1,7 +1,8 @@
 //! What makes `kosmo` pleasant to use without a terminal in the way: usage errors that stay
 //! JSON under `--json`, errors that say where they happened, help with examples for every
 //! command, shell completions, `integrations:check`, `configure --list` naming what the
-//! environment overrides, docs search snippets, and a README quickstart that runs verbatim.
+//! environment overrides, docs search snippets, a README quickstart that runs verbatim, and
+//! README promises that each name a test that exists.
 
 use std::io::Write;
 use std::path::Path;
@@ -474,6 +475,174 @@ fn readme_quickstart_runs_verbatim() {
         ran += 1;
     }
     assert!(ran >= 5, "{ran} kosmo lines in:\n{block}");
+}
+
+/// Every promise of the README's "Behaviour of the functions" bullets and "Security model"
+/// table names at least one test, and every test it names exists: a `fn` under `#[test]` or
+/// `#[tokio::test]` in a file of the name given before it (`` `component.rs`: `name` ``).
+/// Names in parentheses are remarks, not citations. Catches: a test renamed or removed while
+/// the README still cites it, a promise added without its test, a name without its file.
+#[test]
+fn readme_promises_name_tests_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let title = |text: &str| -> String {
+        let bold = text.split("**").nth(1).unwrap_or(text);
+        bold.chars().take(60).collect()
+    };
+    // (promise, the text that names its tests)
+    let mut promises: Vec<(String, String)> = Vec::new();
+
+    let behaviour = readme
+        .split("\n### Behaviour of the functions\n")
+        .nth(1)
+        .expect("a Behaviour of the functions section");
+    let behaviour = behaviour.split("\n#").next().unwrap();
+    let mut bullets: Vec<String> = Vec::new();
+    for line in behaviour.lines() {
+        if let Some(first) = line.strip_prefix("- ") {
+            bullets.push(first.to_string());
+        } else if line.starts_with("  ")
+            && let Some(bullet) = bullets.last_mut()
+        {
+            bullet.push(' ');
+            bullet.push_str(line.trim());
+        }
+    }
+    assert!(
+        bullets.len() >= 6,
+        "{} bullets in:\n{behaviour}",
+        bullets.len()
+    );
+    for bullet in &bullets {
+        let proof = bullet.split_once("Proven by ").map_or("", |(_, p)| p);
+        promises.push((title(bullet), proof.to_string()));
+    }
+
+    let security = readme
+        .split("\n## Security model\n")
+        .nth(1)
+        .expect("a Security model section");
+    let security = security.split("\n## ").next().unwrap();
+    let mut rows = security.lines().filter(|l| l.starts_with('|'));
+    let header: Vec<&str> = rows
+        .next()
+        .expect("a table")
+        .split('|')
+        .map(str::trim)
+        .collect();
+    let column = header
+        .iter()
+        .position(|c| *c == "proven by")
+        .expect("a proven by column");
+    let mut table_rows = 0;
+    for row in rows.filter(|r| !r.starts_with("|---")) {
+        let cells: Vec<&str> = row.split('|').collect();
+        assert_eq!(cells.len(), header.len(), "a cell holds a `|`: {row}");
+        promises.push((title(cells[1]), cells[column].to_string()));
+        table_rows += 1;
+    }
+    assert!(table_rows >= 10, "{table_rows} rows in:\n{security}");
+
+    let tests = test_functions(&root);
+    let mut problems = Vec::new();
+    for (promise, proof) in &promises {
+        // Remarks in parentheses are not citations.
+        let mut text = String::new();
+        let mut depth = 0usize;
+        for c in proof.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                c if depth == 0 => text.push(c),
+                _ => {}
+            }
+        }
+        let mut named = 0;
+        for group in text.split(';') {
+            // Odd parts are code spans, each followed by the text after it.
+            let parts: Vec<&str> = group.split('`').collect();
+            let mut file: Option<&str> = None;
+            for i in (1..parts.len()).step_by(2) {
+                let span = parts[i];
+                let after = parts.get(i + 1).copied().unwrap_or("");
+                let identifier = span.starts_with(|c: char| c.is_ascii_lowercase())
+                    && span
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if span.ends_with(".rs") && after.starts_with(':') {
+                    file = Some(span);
+                } else if identifier {
+                    named += 1;
+                    match file {
+                        None => problems.push(format!(
+                            "{promise}: `{span}` has no `file.rs`: label before it"
+                        )),
+                        Some(f) if !tests.get(f).is_some_and(|t| t.contains(span)) => problems
+                            .push(format!(
+                                "{promise}: `{f}`: `{span}` is not a #[test] fn in any {f}"
+                            )),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        if named == 0 {
+            problems.push(format!("{promise}: names no test"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "README promises without a test, or citing tests that do not exist:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Test function names by file name (`runtime.rs` gathers every file of that name) in the
+/// workspace's `.rs` files, outside `target/`, `node_modules/` and hidden directories.
+fn test_functions(
+    root: &Path,
+) -> std::collections::HashMap<String, std::collections::HashSet<String>> {
+    let mut found: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        Default::default();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                if !matches!(name.as_str(), "target" | "node_modules") && !name.starts_with('.') {
+                    dirs.push(entry.path());
+                }
+                continue;
+            }
+            if !kind.is_file() || !name.ends_with(".rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tests = found.entry(name).or_default();
+            let mut under_test = false;
+            for line in text.lines().map(str::trim_start) {
+                if line.starts_with("#[test]") || line.starts_with("#[tokio::test") {
+                    under_test = true;
+                } else if line.is_empty() || line.starts_with("#[") || line.starts_with("//") {
+                    // Other attributes and comments keep what came before.
+                } else if let Some(rest) = ["pub async fn ", "async fn ", "pub fn ", "fn "]
+                    .iter()
+                    .find_map(|p| line.strip_prefix(p))
+                {
+                    if under_test {
+                        tests.insert(rest.split(['(', '<']).next().unwrap().trim().to_string());
+                    }
+                    under_test = false;
+                } else {
+                    under_test = false;
+                }
+            }
+        }
+    }
+    found
 }
 
 #[test]

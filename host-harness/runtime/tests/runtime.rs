@@ -161,6 +161,7 @@ async fn https_end_to_end_with_a_certificate_only_the_test_trusts() {
         e.message,
         format!("could not reach Klaviyo at localhost:{port} (TLS certificate error)")
     );
+    assert_eq!(e.details["attempts"], 1, "not retried: {e:?}");
     assert_eq!(emulator.request_count("pk_tls"), 4);
 }
 
