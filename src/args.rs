@@ -339,6 +339,104 @@ mod tests {
         }
     }
 
+    /// Boundaries of ids (cargo-mutants found them untested: `>` for `>=` at 128 bytes, the
+    /// dot segments, the trimmed value returned).
+    #[test]
+    fn ids_at_their_boundaries() {
+        assert_eq!(id("list_id", "  Y6nRLr ").unwrap(), "Y6nRLr");
+        assert_eq!(id("list_id", &"a".repeat(128)).unwrap(), "a".repeat(128));
+        for ok in ["...", ".a", "a.", "a..b"] {
+            assert_eq!(id("list_id", ok).unwrap(), ok);
+        }
+        for bad in [
+            "a".repeat(129),
+            ".".into(),
+            "..".into(),
+            " .. ".into(),
+            "a\u{7}b".into(),
+            "".into(),
+        ] {
+            assert_eq!(
+                field_of(id("list_id", &bad).unwrap_err()),
+                "list_id",
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// RFC 5321 limits: 254 bytes in all, 64 before the `@`.
+    #[test]
+    fn email_lengths() {
+        let domain = "@example.com";
+        let local64 = "a".repeat(64);
+        assert!(email("email", &format!("{local64}{domain}")).is_ok());
+        assert!(email("email", &format!("a{local64}{domain}")).is_err());
+        // 254 bytes exactly, then 255.
+        let long_domain = |n: usize| format!("a@{}.com", "b".repeat(n - 6));
+        assert_eq!(long_domain(254).len(), 254);
+        assert!(email("email", &long_domain(254)).is_ok());
+        assert!(email("email", &long_domain(255)).is_err());
+    }
+
+    /// Every part of an RFC 3339 date-time checked, with exact Unix times (boundaries that
+    /// mutants slipped through: separators, offsets, leap years, field ranges).
+    #[test]
+    fn datetimes_in_every_part() {
+        assert_eq!(
+            datetime("time", " 2024-05-01T12:00:00Z ").unwrap(),
+            ("2024-05-01T12:00:00Z".to_string(), 1_714_564_800)
+        );
+        assert_eq!(field_of(datetime("time", "soon").unwrap_err()), "time");
+        for (text, unix) in [
+            ("1969-12-31T23:59:59Z", -1),
+            ("2000-03-01T00:00:00Z", 951_868_800),
+            ("2000-02-29T00:00:00Z", 951_782_400),
+            ("2024-05-01T12:00:00+02:00", 1_714_557_600),
+            ("2024-05-01T12:00:00-05:30", 1_714_584_600),
+            ("2024-05-01T12:00:00+23:59", 1_714_564_800 - 86_340),
+            ("2024-05-01t12:00:00z", 1_714_564_800),
+            ("2024-05-01 12:00:00Z", 1_714_564_800),
+            ("2024-05-01T12:00:00.999999Z", 1_714_564_800),
+            ("2024-12-31T23:59:60Z", 1_735_689_600),
+            ("2024-04-30T23:59:59Z", 1_714_521_599),
+        ] {
+            assert_eq!(parse_rfc3339(text), Some(unix), "{text}");
+        }
+        for bad in [
+            "2024x05-01T12:00:00Z",
+            "2024-05x01T12:00:00Z",
+            "2024-05-01X12:00:00Z",
+            "2024-05-01T12x00:00Z",
+            "2024-05-01T12:00x00Z",
+            "2024-05-01T12:00:00.Z",
+            "2024-05-01T12:00:00+24:00",
+            "2024-05-01T12:00:00+02:60",
+            "2024-05-01T12:00:00+0200",
+            "2024-05-01T12:00:00 02:00",
+            "2024-05-01T12:00:00+02-00",
+            "2023-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2024-00-01T00:00:00Z",
+            "2024-04-31T00:00:00Z",
+            "2024-05-00T00:00:00Z",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T23:60:00Z",
+            "2024-05-01T23:59:61Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    /// The clock is the host's wall clock, in seconds.
+    #[test]
+    fn now_is_the_wall_clock() {
+        let std_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now_unix() - std_now).abs() <= 2);
+    }
+
     #[test]
     fn properties_must_be_objects() {
         assert_eq!(
