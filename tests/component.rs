@@ -15,8 +15,26 @@ use serde_json::{Value, json};
 fn runtime() -> Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME
-        .get_or_init(|| Runtime::new(RuntimeConfig::default()).expect("the component compiles"))
+        .get_or_init(|| {
+            builder()
+                .config(RuntimeConfig::default())
+                .build()
+                .expect("the component compiles")
+        })
         .clone()
+}
+
+/// A runtime builder with the embedded component, or with the one at `KOSMO_TEST_COMPONENT`:
+/// the mutation run (TESTING.md) builds each mutated component and runs these tests against
+/// it without rebuilding the host.
+fn builder() -> kosmo_runtime::RuntimeBuilder {
+    let builder = Runtime::builder();
+    match std::env::var_os("KOSMO_TEST_COMPONENT") {
+        Some(path) => builder.component(
+            &std::fs::read(&path).unwrap_or_else(|e| panic!("KOSMO_TEST_COMPONENT={path:?}: {e}")),
+        ),
+        None => builder,
+    }
 }
 
 struct Harness {
@@ -1548,7 +1566,7 @@ impl kosmo_runtime::EgressPolicy for RefuseAll {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_the_egress_policy_refuses_is_not_retried() {
     let emulator = Emulator::start().await.unwrap();
-    let runtime = Runtime::builder()
+    let runtime = builder()
         .egress_policy(std::sync::Arc::new(RefuseAll))
         .build()
         .unwrap();
