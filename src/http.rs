@@ -202,25 +202,11 @@ pub fn send(req: &Request) -> Result<Reply, Error> {
     loop {
         attempt += 1;
         let outcome = send_once(&target, req.verb, &url, body.as_deref());
-        let (retryable, retry_after) = match &outcome {
-            // Klaviyo SDKs retry 429, 503, 504 and 524 only: 500 and 502 are not retried
-            // (klaviyo-api-python#28), and no other 4xx will change by repeating it.
-            Attempt::Answered {
-                status,
-                retry_after,
-                ..
-            } => (matches!(status, 429 | 503 | 504 | 524), *retry_after),
-            Attempt::Failed(e) if e.kind == ErrorKind::Transport => (req.verb.repeatable(), None),
-            Attempt::Failed(_) | Attempt::Final(_) => (false, None),
-        };
-        if retryable && attempt < MAX_ATTEMPTS {
-            let wait = backoff(attempt, retry_after, random_unit());
-            if wait <= MAX_SINGLE_WAIT && waited + wait <= MAX_TOTAL_WAIT {
-                waited += wait;
-                let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
-                wasip2::clocks::monotonic_clock::subscribe_duration(nanos).block();
-                continue;
-            }
+        let (retryable, retry_after) = worth_retrying(&outcome, req.verb);
+        if retryable && let Some(wait) = next_wait(attempt, retry_after, waited, random_unit()) {
+            waited += wait;
+            wasip2::clocks::monotonic_clock::subscribe_duration(nanos(wait)).block();
+            continue;
         }
         return match outcome {
             Attempt::Answered { status, body, .. } if (200..300).contains(&status) => {
@@ -239,6 +225,37 @@ pub fn send(req: &Request) -> Result<Reply, Error> {
     }
 }
 
+/// Whether an attempt's outcome may change on another try, and the `Retry-After` it asked for.
+fn worth_retrying(outcome: &Attempt, verb: Verb) -> (bool, Option<u32>) {
+    match outcome {
+        // Klaviyo SDKs retry 429, 503, 504 and 524 only: 500 and 502 are not retried
+        // (klaviyo-api-python#28), and no other 4xx will change by repeating it.
+        Attempt::Answered {
+            status,
+            retry_after,
+            ..
+        } => (matches!(status, 429 | 503 | 504 | 524), *retry_after),
+        Attempt::Failed(e) if e.kind == ErrorKind::Transport => (verb.repeatable(), None),
+        Attempt::Failed(_) | Attempt::Final(_) => (false, None),
+    }
+}
+
+/// The wait before another try after attempt `attempt`, having slept `waited` so far, or
+/// None when the call ends now: out of attempts, a `Retry-After` over 10 s, or over 15 s of
+/// waiting in all.
+fn next_wait(
+    attempt: u8,
+    retry_after: Option<u32>,
+    waited: Duration,
+    unit: f64,
+) -> Option<Duration> {
+    if attempt >= MAX_ATTEMPTS {
+        return None;
+    }
+    let wait = backoff(attempt, retry_after, unit);
+    (wait <= MAX_SINGLE_WAIT && waited + wait <= MAX_TOTAL_WAIT).then_some(wait)
+}
+
 /// The wait before attempt `attempt + 1`: Klaviyo's SDK schedule `0.5 s * 1.5^n` with ±50 %
 /// jitter (the rate-limit docs ask for exponential backoff with jitter), but never less than
 /// what `Retry-After` asked for (as Klaviyo's Swift SDK does).
@@ -252,7 +269,11 @@ fn backoff(attempt: u8, retry_after: Option<u32>, unit: f64) -> Duration {
 
 /// A number in [0, 1) from `wasi:random`, to spread the retries of many tenants apart.
 fn random_unit() -> f64 {
-    let bits = wasip2::random::random::get_random_u64();
+    unit_from_bits(wasip2::random::random::get_random_u64())
+}
+
+/// A number in [0, 1) from 64 random bits: the top 53, an f64's whole mantissa.
+fn unit_from_bits(bits: u64) -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -641,6 +662,83 @@ mod tests {
         assert_eq!(e.duplicate_profile_id.as_deref(), Some("01HXYZ"));
         assert_eq!(e.pointer.as_deref(), Some("/data/attributes"));
         assert_eq!(e.error_id.as_deref(), Some("e1"));
+    }
+
+    /// What is retried (cargo-mutants: the retry set, the verbs and the kinds were only
+    /// checked through the component before).
+    #[test]
+    fn what_is_retried() {
+        let answered = |status, retry_after| Attempt::Answered {
+            status,
+            retry_after,
+            body: Vec::new(),
+        };
+        for status in [429, 503, 504, 524] {
+            assert_eq!(
+                worth_retrying(&answered(status, Some(2)), Verb::Post),
+                (true, Some(2)),
+                "{status}"
+            );
+        }
+        for status in [200, 202, 400, 401, 403, 404, 409, 500, 502, 505] {
+            assert_eq!(
+                worth_retrying(&answered(status, Some(2)), Verb::Get),
+                (false, Some(2)),
+                "{status}"
+            );
+        }
+        let dropped = || Attempt::Failed(Error::new(ErrorKind::Transport, "dropped"));
+        assert_eq!(worth_retrying(&dropped(), Verb::Get), (true, None));
+        assert_eq!(worth_retrying(&dropped(), Verb::Patch), (true, None));
+        assert_eq!(worth_retrying(&dropped(), Verb::Post), (false, None));
+        let timed_out = Attempt::Failed(Error::new(ErrorKind::Timeout, "slow"));
+        assert_eq!(worth_retrying(&timed_out, Verb::Get), (false, None));
+        let refused = Attempt::Final(Error::new(ErrorKind::Transport, "denied"));
+        assert_eq!(worth_retrying(&refused, Verb::Get), (false, None));
+    }
+
+    /// Three attempts at most; a `Retry-After` of 10 s is slept, 11 s is not; at most 15 s of
+    /// sleeping per call.
+    #[test]
+    fn waits_are_capped() {
+        let secs = Duration::from_secs;
+        assert_eq!(
+            next_wait(1, None, Duration::ZERO, 0.5),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            next_wait(2, None, Duration::ZERO, 0.5),
+            Some(Duration::from_millis(750))
+        );
+        assert_eq!(next_wait(3, None, Duration::ZERO, 0.5), None);
+        assert_eq!(next_wait(1, Some(10), Duration::ZERO, 0.5), Some(secs(10)));
+        assert_eq!(next_wait(1, Some(11), Duration::ZERO, 0.5), None);
+        assert_eq!(next_wait(2, Some(10), secs(5), 0.5), Some(secs(10)));
+        assert_eq!(
+            next_wait(2, Some(10), secs(5) + Duration::from_millis(1), 0.5),
+            None
+        );
+    }
+
+    #[test]
+    fn only_get_and_patch_are_repeated_after_a_drop() {
+        assert!(Verb::Get.repeatable());
+        assert!(Verb::Patch.repeatable());
+        assert!(!Verb::Post.repeatable());
+    }
+
+    /// The jitter's unit spans [0, 1) evenly; timeouts go to the host in nanoseconds; the
+    /// body cap is the README's 16 MiB.
+    #[test]
+    fn units_and_caps() {
+        assert_eq!(unit_from_bits(0), 0.0);
+        assert_eq!(unit_from_bits(1 << 63), 0.5);
+        assert_eq!(unit_from_bits(3 << 62), 0.75);
+        let top = unit_from_bits(u64::MAX);
+        assert!(top < 1.0 && top > 0.999_999, "{top}");
+        assert_eq!(nanos(Duration::from_millis(1500)), 1_500_000_000);
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
+        assert_eq!(MAX_BODY_BYTES, 16_777_216);
     }
 
     #[test]
