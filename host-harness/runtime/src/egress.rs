@@ -380,4 +380,67 @@ mod tests {
             assert!(!addresses_klaviyo(&denied.parse().unwrap()), "{denied}");
         }
     }
+
+    /// A connection error names where the request really went; other errors, an exchange
+    /// that was refused, or one the guest addressed without a host are left as they are
+    /// (fails if the two conditions are joined by `||`: an empty `addressed` would put the
+    /// host between every character).
+    #[test]
+    fn errors_name_where_the_request_went() {
+        let exchange = |addressed: &str, sent_to: Option<&str>| Exchange {
+            method: "GET".into(),
+            path: "/api/lists".into(),
+            addressed: addressed.into(),
+            sent_to: sent_to.map(str::to_string),
+            status: None,
+            error: Some("refused".into()),
+            duration: Duration::ZERO,
+        };
+        let named = |code: ErrorCode, exchanges: &[Exchange]| {
+            let mut e = CallError::new(
+                code,
+                "list_lists",
+                "could not reach Klaviyo at a.klaviyo.com:443 (connection refused)",
+            );
+            name_where_it_went(&mut e, exchanges);
+            e.message
+        };
+        let routed = [
+            exchange("other:1", Some("elsewhere:2")),
+            exchange("a.klaviyo.com:443", Some("127.0.0.1:8080")),
+        ];
+        assert_eq!(
+            named(ErrorCode::Transport, &routed),
+            "could not reach Klaviyo at 127.0.0.1:8080 (connection refused)"
+        );
+        assert_eq!(
+            named(ErrorCode::Timeout, &routed),
+            "could not reach Klaviyo at 127.0.0.1:8080 (connection refused)"
+        );
+        let unchanged = "could not reach Klaviyo at a.klaviyo.com:443 (connection refused)";
+        assert_eq!(named(ErrorCode::ServerError, &routed), unchanged);
+        assert_eq!(named(ErrorCode::Transport, &[]), unchanged);
+        assert_eq!(
+            named(ErrorCode::Transport, &[exchange("a.klaviyo.com:443", None)]),
+            unchanged
+        );
+        assert_eq!(
+            named(
+                ErrorCode::Transport,
+                &[exchange("", Some("127.0.0.1:8080"))]
+            ),
+            unchanged
+        );
+        // The last exchange that went somewhere is the one named.
+        assert_eq!(
+            named(
+                ErrorCode::Transport,
+                &[
+                    exchange("a.klaviyo.com:443", Some("127.0.0.1:1")),
+                    exchange("a.klaviyo.com:443", None)
+                ]
+            ),
+            "could not reach Klaviyo at 127.0.0.1:1 (connection refused)"
+        );
+    }
 }
