@@ -266,7 +266,7 @@ impl WasiHttpHooks for EgressHooks {
                 // of it is read; the guest sees `HTTP-response-body-size` as the request's
                 // error code. (A body error met while reading reaches the guest without its
                 // code in wasmtime-wasi-http 48, indistinguishable from a cut connection.)
-                Ok(response) if declared_length(&response).is_some_and(|n| n > max_bytes) => {
+                Ok(response) if declared_over(&response, max_bytes) => {
                     exchange.status = Some(response.status().as_u16());
                     exchange.error = Some(format!("response body over {max_bytes} bytes"));
                     Err(wasmtime_wasi_http::Error::HttpResponseBodySize(
@@ -295,6 +295,12 @@ impl WasiHttpHooks for EgressHooks {
             result
         })
     }
+}
+
+/// Whether a response declares a body longer than `max_bytes` (a body of exactly the cap is
+/// allowed, as `CappedBody` allows it).
+fn declared_over<B>(response: &Response<B>, max_bytes: u64) -> bool {
+    declared_length(response).is_some_and(|n| n > max_bytes)
 }
 
 /// The `Content-Length` a response declares, if any.
@@ -442,5 +448,79 @@ mod tests {
             ),
             "could not reach Klaviyo at 127.0.0.1:1 (connection refused)"
         );
+    }
+
+    /// The cap is inclusive, whether declared or counted (fails with `>=` for `>` in either).
+    #[test]
+    fn a_body_of_exactly_the_cap_passes() {
+        let with_length = |value: &str| {
+            Response::builder()
+                .header(http::header::CONTENT_LENGTH, value)
+                .body(())
+                .unwrap()
+        };
+        assert!(!declared_over(&with_length("16"), 16));
+        assert!(declared_over(&with_length("17"), 16));
+        assert!(declared_over(&with_length(" 17 "), 16));
+        assert!(!declared_over(&with_length("lots"), 16));
+        assert!(!declared_over(&Response::new(()), 16));
+
+        let body = |chunks: &[&'static str], cap: u64| CappedBody {
+            inner: Chunks(
+                chunks
+                    .iter()
+                    .map(|c| Bytes::from_static(c.as_bytes()))
+                    .collect(),
+            )
+            .boxed_unsync(),
+            left: cap,
+        };
+        let read = |mut capped: CappedBody| {
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            let mut got = Vec::new();
+            loop {
+                match Pin::new(&mut capped).poll_frame(&mut cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        got.extend_from_slice(frame.data_ref().unwrap())
+                    }
+                    Poll::Ready(Some(Err(e))) => return Err((got.len(), e.to_string())),
+                    Poll::Ready(None) => return Ok(got.len()),
+                    Poll::Pending => unreachable!("the frames are ready"),
+                }
+            }
+        };
+        assert_eq!(read(body(&["abcd", "efgh"], 8)), Ok(8));
+        assert_eq!(
+            read(body(&["abcd", "efgh", "i"], 8)),
+            Err((
+                8,
+                wasmtime_wasi_http::Error::HttpResponseBodySize(None).to_string()
+            ))
+        );
+        assert_eq!(
+            read(body(&["abcd", "efgh"], 7)),
+            Err((
+                4,
+                wasmtime_wasi_http::Error::HttpResponseBodySize(None).to_string()
+            ))
+        );
+    }
+}
+
+/// A body of ready chunks, for the tests.
+#[cfg(test)]
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+#[cfg(test)]
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
     }
 }
