@@ -609,6 +609,140 @@ mod tests {
         assert_eq!(at("http://[::1]"), "[::1]:80");
     }
 
+    /// Every wasi-http error code gets its own short name and the right kind; connection
+    /// messages name where they tried (cargo-mutants deleted match arms here unnoticed).
+    #[test]
+    fn every_error_code_has_its_name_and_kind() {
+        use wasip2::http::types::{DnsErrorPayload, TlsAlertReceivedPayload};
+        let dns = || DnsErrorPayload {
+            rcode: None,
+            info_code: None,
+        };
+        let alert = || TlsAlertReceivedPayload {
+            alert_id: None,
+            alert_message: None,
+        };
+        let cases = [
+            (ErrorCode::DnsTimeout, "DNS timeout", ErrorKind::Timeout),
+            (
+                ErrorCode::DnsError(dns()),
+                "DNS error",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::DestinationNotFound,
+                "destination not found",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::DestinationUnavailable,
+                "destination unavailable",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::DestinationIpProhibited,
+                "destination IP prohibited",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::DestinationIpUnroutable,
+                "destination IP unroutable",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::ConnectionRefused,
+                "connection refused",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::ConnectionTerminated,
+                "connection terminated",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::ConnectionTimeout,
+                "connect timeout",
+                ErrorKind::Timeout,
+            ),
+            (
+                ErrorCode::ConnectionReadTimeout,
+                "read timeout",
+                ErrorKind::Timeout,
+            ),
+            (
+                ErrorCode::ConnectionWriteTimeout,
+                "write timeout",
+                ErrorKind::Timeout,
+            ),
+            (
+                ErrorCode::ConnectionLimitReached,
+                "connection limit reached",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::TlsProtocolError,
+                "TLS error",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::TlsAlertReceived(alert()),
+                "TLS error",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::TlsCertificateError,
+                "TLS certificate error",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::HttpResponseIncomplete,
+                "incomplete response",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::HttpResponseTimeout,
+                "response timeout",
+                ErrorKind::Timeout,
+            ),
+            (
+                ErrorCode::HttpProtocolError,
+                "HTTP protocol error",
+                ErrorKind::Transport,
+            ),
+            (
+                ErrorCode::HttpRequestLengthRequired,
+                "HTTP error",
+                ErrorKind::Transport,
+            ),
+        ];
+        let target = Target::new(None, Some("http://127.0.0.1:7")).unwrap();
+        for (code, name, kind) in cases {
+            assert_eq!(code_name(&code), name);
+            let e = error_from_code(&code, &target);
+            assert_eq!(e.kind, kind, "{name}");
+            let expected = if kind == ErrorKind::Timeout {
+                format!("no response from Klaviyo at 127.0.0.1:7 in time ({name})")
+            } else {
+                format!("could not reach Klaviyo at 127.0.0.1:7 ({name})")
+            };
+            assert_eq!(e.message, expected);
+        }
+        assert_eq!(code_name(&ErrorCode::HttpRequestDenied), "request denied");
+        assert_eq!(
+            code_name(&ErrorCode::HttpResponseBodySize(Some(9))),
+            "response body too large"
+        );
+        let denied = error_from_code(&ErrorCode::HttpRequestDenied, &target);
+        assert_eq!(denied.kind, ErrorKind::Transport);
+        assert!(
+            denied
+                .message
+                .starts_with("request denied by the host's egress policy")
+        );
+        let too_big = error_from_code(&ErrorCode::HttpResponseBodySize(None), &target);
+        assert_eq!(too_big.kind, ErrorKind::InvalidResponse);
+    }
+
     #[test]
     fn cursor_from_encoded_and_raw_links() {
         let encoded = "https://a.klaviyo.com/api/profiles?page%5Bsize%5D=1&page%5Bcursor%5D=bmV4dDo6aWQ6OjIw%3D%3D";
