@@ -437,6 +437,41 @@ mod tests {
         assert!((now_unix() - std_now).abs() <= 2);
     }
 
+    /// The 100 KB cap is inclusive; each wrong JSON type is named; optional text is trimmed
+    /// and blank refused (cargo-mutants found these reachable only through the component).
+    #[test]
+    fn properties_cap_types_and_optional_text() {
+        let sized = |n: usize| format!(r#"{{"k":"{}"}}"#, "x".repeat(n - 8));
+        assert_eq!(sized(100 * 1024).len(), 100 * 1024);
+        assert_eq!(
+            properties("properties", Some(&sized(100 * 1024)))
+                .unwrap()
+                .len(),
+            1
+        );
+        let e = properties("properties", Some(&sized(100 * 1024 + 1))).unwrap_err();
+        assert_eq!(e.message, "properties is larger than 100 KB");
+        for (text, named) in [
+            ("null", "null"),
+            ("true", "a boolean"),
+            ("3", "a number"),
+            ("\"x\"", "a string"),
+            ("[1]", "an array"),
+        ] {
+            assert_eq!(
+                properties("properties", Some(text)).unwrap_err().message,
+                format!("properties must be a JSON object (a table with named keys), got {named}")
+            );
+        }
+        assert_eq!(kind(&Value::Object(Map::new())), "an object");
+        assert_eq!(optional("name", None).unwrap(), None);
+        assert_eq!(
+            optional("name", Some(" Ada ")).unwrap().as_deref(),
+            Some("Ada")
+        );
+        assert_eq!(field_of(optional("name", Some("  ")).unwrap_err()), "name");
+    }
+
     #[test]
     fn properties_must_be_objects() {
         assert_eq!(

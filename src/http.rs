@@ -743,6 +743,48 @@ mod tests {
         assert_eq!(too_big.kind, ErrorKind::InvalidResponse);
     }
 
+    /// Refusals by the egress policy or TLS end the call; other connection failures may be
+    /// retried.
+    #[test]
+    fn refusals_are_final() {
+        let target = Target::new(None, Some("http://127.0.0.1:7")).unwrap();
+        for code in [
+            ErrorCode::HttpRequestDenied,
+            ErrorCode::TlsCertificateError,
+            ErrorCode::TlsProtocolError,
+        ] {
+            assert!(matches!(from_code(&code, &target), Attempt::Final(_)));
+        }
+        for code in [
+            ErrorCode::ConnectionRefused,
+            ErrorCode::ConnectionTerminated,
+        ] {
+            let attempt = from_code(&code, &target);
+            assert!(matches!(attempt, Attempt::Failed(_)));
+            assert_eq!(worth_retrying(&attempt, Verb::Get), (true, None));
+        }
+    }
+
+    /// `retry_after` is kept for a 429 only (Klaviyo's rate limits); Klaviyo's error fields
+    /// are kept; a title at the very start of an HTML page is found.
+    #[test]
+    fn status_errors_keep_what_klaviyo_said() {
+        let body = br#"{"errors":[{"id":"e-1","status":429,"code":"throttled","title":"Request was throttled.","detail":"Retry later.","source":{"parameter":"page"}}]}"#;
+        let e = error_from_status(429, Some(7), body, 2);
+        assert_eq!(e.kind, ErrorKind::RateLimited);
+        assert_eq!(e.retry_after, Some(7));
+        assert_eq!(e.attempts, 2);
+        assert_eq!(e.status, Some(429));
+        assert_eq!(e.code.as_deref(), Some("throttled"));
+        assert_eq!(e.title.as_deref(), Some("Request was throttled."));
+        assert_eq!(e.detail.as_deref(), Some("Retry later."));
+        assert_eq!(e.error_id.as_deref(), Some("e-1"));
+        assert_eq!(e.parameter.as_deref(), Some("page"));
+        assert_eq!(error_from_status(503, Some(7), b"", 3).retry_after, None);
+        assert_eq!(excerpt(b"<title>502</title>"), "non-JSON response: 502");
+        assert_eq!(excerpt(b"  \n"), "empty response body");
+    }
+
     #[test]
     fn cursor_from_encoded_and_raw_links() {
         let encoded = "https://a.klaviyo.com/api/profiles?page%5Bsize%5D=1&page%5Bcursor%5D=bmV4dDo6aWQ6OjIw%3D%3D";
