@@ -490,6 +490,15 @@ mod tests {
                 }
             }
         };
+        // The end-of-stream hint is the inner body's, so readers stop when it has ended.
+        assert!(!body(&["abcd"], 8).is_end_stream());
+        let empty = CappedBody {
+            inner: http_body_util::Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            left: 8,
+        };
+        assert!(empty.is_end_stream());
         assert_eq!(read(body(&["abcd", "efgh"], 8)), Ok(8));
         assert_eq!(
             read(body(&["abcd", "efgh", "i"], 8)),
