@@ -380,13 +380,15 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => {
-                bytes.extend_from_slice(&chunk);
-                if bytes.len() > MAX_BODY_BYTES {
+                // Checked before the buffer grows: growing past the cap first would double
+                // it to 32 MiB, which met the host's 64 MiB memory limit before this check.
+                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
                     return failed(
                         ErrorKind::InvalidResponse,
                         format!("HTTP {status} response body larger than {MAX_BODY_BYTES} bytes"),
                     );
                 }
+                bytes.extend_from_slice(&chunk);
             }
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {

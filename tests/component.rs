@@ -1348,10 +1348,19 @@ async fn gateway_timeouts_are_retried_and_server_errors_are_not() {
         h.emulator
             .inject_fault(&h.key, status_fault(s, "gateway_timeout", None));
     }
+    let started = Instant::now();
     let e = h.err("list_lists", lists.clone()).await;
     assert_eq!((e.code.as_str(), e.status), ("server_error", Some(524)));
     assert_eq!(e.details["attempts"], 3, "{e:?}");
     assert_eq!(h.requests(), 3);
+    // The backoff's lower bound, 0.5 s * 1.5^n less half of it: 0.25 s + 0.375 s. A lower
+    // bound only, so a busy machine cannot fail it; it catches retries without a wait
+    // (a jitter unit below 0 makes every wait zero).
+    assert!(
+        started.elapsed() >= Duration::from_millis(625),
+        "{:?}",
+        started.elapsed()
+    );
 
     for s in [500, 502] {
         h.emulator.clear_requests(&h.key);
@@ -1473,6 +1482,37 @@ async fn a_body_over_the_size_cap_is_not_retried() {
     assert_eq!(e.details["attempts"], 1, "{e:?}");
     assert_eq!(h.requests(), 1);
     assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+/// The component's own 16 MiB cap on a response body, for hosts that set none (jco, the
+/// wasmtime CLI): with the host's cap raised, a valid body of exactly 16 MiB is read and one
+/// byte more is refused as `invalid_response`, once. Catches `>=` or `==` for `>` in the
+/// guest's check (`http::send_once`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_components_own_body_cap_is_sixteen_mib() {
+    const CAP: usize = 16 << 20;
+    let h = Harness::new("pk_guest_cap").await;
+    let mut config = RuntimeConfig::default();
+    config.egress.max_response_bytes = 4 * CAP as u64;
+    let runtime = h.runtime.with_config(config);
+    h.emulator.inject_fault(&h.key, Fault::Padded(CAP));
+    let page = runtime
+        .call(&h.account, "list_lists", &json!({}))
+        .await
+        .expect("a body of exactly the cap is read");
+    assert_eq!(page["items"], json!([]));
+    h.emulator.inject_fault(&h.key, Fault::Padded(CAP + 1));
+    let e = runtime
+        .call(&h.account, "list_lists", &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "invalid_response", "{e}");
+    assert_eq!(
+        e.message,
+        "HTTP 200 response body larger than 16777216 bytes"
+    );
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+    assert_eq!(h.requests(), 2);
 }
 
 /// Klaviyo's 403 is `forbidden` (not `unauthorized`, not the local policy's

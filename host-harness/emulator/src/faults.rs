@@ -42,6 +42,7 @@ pub(crate) fn label(fault: &Fault) -> String {
         Fault::SlowBody(d) => format!("slow body {}ms", d.as_millis()),
         Fault::DropConnection => "drop connection".into(),
         Fault::MalformedJson => "malformed json".into(),
+        Fault::Padded(n) => format!("padded to {n} bytes"),
     }
 }
 

@@ -165,6 +165,10 @@ pub enum Fault {
     DropConnection,
     /// Answer 200 with content-type `application/vnd.api+json` and a truncated JSON body.
     MalformedJson,
+    /// Handle the request normally, then pad the body with trailing spaces to this many bytes
+    /// (JSON allows whitespace after the value, RFC 8259 §2): a large, still valid response,
+    /// for testing size caps.
+    Padded(usize),
 }
 
 /// A request the emulator received, as recorded for inspection by tests.

@@ -394,6 +394,7 @@ async fn answer(
     }
     let seq = shared.arrived(&key, &rec);
 
+    let mut pad_to = None;
     if let Some(fault) = shared.faults.pop(&key) {
         rec.fault = Some(faults::label(&fault));
         let limits = match &route {
@@ -412,6 +413,10 @@ async fn answer(
             }
             Fault::SlowBody(d) => {
                 *slow = Some(d);
+                None
+            }
+            Fault::Padded(total) => {
+                pad_to = Some(total);
                 None
             }
             Fault::DropConnection => {
@@ -456,7 +461,24 @@ async fn answer(
     let answer = process(&shared, &key, &route, &view, &mut rec);
     rec.status = answer.status;
     shared.answered(&key, seq, rec);
-    Ok(answer.into_response())
+    let response = answer.into_response();
+    Ok(match pad_to {
+        Some(total) => padded(response, total).await,
+        None => response,
+    })
+}
+
+/// `response` with its body padded by trailing spaces to `total` bytes.
+async fn padded(response: Response<Full<Bytes>>, total: usize) -> Response<Full<Bytes>> {
+    let (parts, body) = response.into_parts();
+    let mut bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes().to_vec(),
+        Err(never) => match never {},
+    };
+    if bytes.len() < total {
+        bytes.resize(total, b' ');
+    }
+    Response::from_parts(parts, Full::new(Bytes::from(bytes)))
 }
 
 /// The parts of a request the pipeline reads.
