@@ -585,6 +585,88 @@ mod tests {
         assert!(overview.contains("api_key=-") && !overview.contains("api_key=<key>"));
     }
 
+    /// What a host tells its surfaces: account names, the keys to redact, `--force`, and
+    /// whether `--force` let a call through (cargo-mutants: each could return a constant
+    /// unnoticed by this crate's tests).
+    #[tokio::test]
+    async fn accounts_secrets_and_force_are_reported() {
+        let config = |name: &str, key: &str| AccountConfig {
+            account: Account::new(name, crate::ApiKey::new(key), "https://a.klaviyo.com").unwrap(),
+            policy: Policy {
+                read: crate::Access::Allow,
+                write: crate::Access::Deny,
+            },
+        };
+        let accounts = || {
+            vec![
+                config("shop", "pk_shop_1234"),
+                config("default", "pk_default_5678"),
+            ]
+        };
+        let request = |kind| Authorization {
+            scope: "account:shop",
+            path: "klaviyo.create_list",
+            kind,
+            policy: Policy {
+                read: crate::Access::Allow,
+                write: crate::Access::Deny,
+            },
+            subject: "klaviyo.create_list",
+            why: "a write",
+            allow_hint: "set it",
+        };
+        let record = |kind| CallRecord {
+            path: "klaviyo.create_list".into(),
+            account: "shop".into(),
+            kind,
+            duration: Duration::ZERO,
+            status: None,
+            error: None,
+            permission: "",
+            requests: 0,
+        };
+
+        let plain = Host::new(accounts(), HostOptions::default());
+        assert_eq!(plain.account_names(), ["default", "shop"]);
+        let mut secrets = plain.secrets();
+        secrets.sort();
+        assert_eq!(secrets, ["pk_default_5678", "pk_shop_1234"]);
+        assert!(!plain.force());
+        let mut r = record(Kind::Write);
+        let e = plain
+            .authorize(&request(Kind::Write), &mut r)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::PermissionDenied);
+        assert_eq!(r.permission, "refused");
+        assert!(!plain.permission_bypassed());
+
+        let forced = Host::new(
+            accounts(),
+            HostOptions {
+                force: true,
+                ..HostOptions::default()
+            },
+        );
+        assert!(forced.force());
+        let mut r = record(Kind::Read);
+        forced
+            .authorize(&request(Kind::Read), &mut r)
+            .await
+            .unwrap();
+        assert!(
+            !forced.permission_bypassed(),
+            "a read the policy allows is not a bypass"
+        );
+        let mut r = record(Kind::Write);
+        forced
+            .authorize(&request(Kind::Write), &mut r)
+            .await
+            .unwrap();
+        assert_eq!(r.permission, "bypassed");
+        assert!(forced.permission_bypassed());
+    }
+
     /// Arguments in a question: compact, long strings and the whole cut with `…`, control and
     /// bidi characters escaped. Guards: the per-string cut or the overall bound removed (a
     /// 10 kB argument would fill the terminal), or raw escapes passed through (a script could
@@ -609,6 +691,19 @@ mod tests {
         let shown = abbreviated(&json!({ "items": many }));
         assert_eq!(shown.chars().count(), QUESTION_ARGS_CHARS);
         assert!(shown.ends_with('…'), "{shown}");
+        // At the bounds nothing is cut: a string of exactly 40 characters, a line of 160.
+        let forty = "y".repeat(QUESTION_STRING_CHARS);
+        assert_eq!(abbreviated(&json!([forty])), format!("[\"{forty}\"]"));
+        let line = |last: usize| {
+            let mut items = vec!["z".repeat(QUESTION_STRING_CHARS); 3];
+            items.push("z".repeat(last));
+            abbreviated(&json!(items))
+        };
+        // `[` + 3 x (42 + `,`) + 29 + `]`: 160 characters, shown whole.
+        assert_eq!(line(27).chars().count(), QUESTION_ARGS_CHARS);
+        assert!(!line(27).contains('…'), "{}", line(27));
+        assert_eq!(line(28).chars().count(), QUESTION_ARGS_CHARS);
+        assert!(line(28).ends_with("z…"), "{}", line(28));
         let shown = abbreviated(&json!({"name": "a\u{1b}[2K\u{9b}b\u{202e}c\u{7f}"}));
         assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
         assert!(!shown.contains('\u{202e}'), "{shown:?}");
