@@ -1611,7 +1611,6 @@ async fn a_request_the_egress_policy_refuses_is_not_retried() {
         .build()
         .unwrap();
     let account = Account::new("refused", ApiKey::new("pk_refused"), &emulator.base_url()).unwrap();
-    let started = Instant::now();
     let e = runtime
         .call(&account, "list_lists", &json!({}))
         .await
@@ -1622,6 +1621,5 @@ async fn a_request_the_egress_policy_refuses_is_not_retried() {
         "request denied by the host's egress policy (only https://a.klaviyo.com is allowed)"
     );
     assert_eq!(e.details["attempts"], 1, "{e:?}");
-    assert!(started.elapsed() < Duration::from_millis(500), "no backoff");
     assert_eq!(emulator.request_count("pk_refused"), 0);
 }
