@@ -380,15 +380,12 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => {
-                // Checked before the buffer grows: growing past the cap first would double
-                // it to 32 MiB, which met the host's 64 MiB memory limit before this check.
-                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                if append_capped(&mut bytes, &chunk).is_err() {
                     return failed(
                         ErrorKind::InvalidResponse,
                         format!("HTTP {status} response body larger than {MAX_BODY_BYTES} bytes"),
                     );
                 }
-                bytes.extend_from_slice(&chunk);
             }
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {
@@ -412,6 +409,25 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
         retry_after,
         body: bytes,
     }
+}
+
+/// Appends `chunk` to a response body, refusing it once the body would pass
+/// [`MAX_BODY_BYTES`]. The buffer's capacity doubles in powers of two and never past the cap:
+/// left to `Vec`'s own growth it doubles from the first chunk's size, so a first chunk of,
+/// say, 65,000 bytes gives a 33 MB buffer beside the 16.6 MB one it replaces, and the host's
+/// 64 MiB memory limit was met before the cap (seen in CI, where TCP reads split the body
+/// differently).
+fn append_capped(bytes: &mut Vec<u8>, chunk: &[u8]) -> Result<(), ()> {
+    let needed = bytes.len() + chunk.len();
+    if needed > MAX_BODY_BYTES {
+        return Err(());
+    }
+    if needed > bytes.capacity() {
+        let grown = needed.next_power_of_two().min(MAX_BODY_BYTES);
+        bytes.reserve_exact(grown - bytes.len());
+    }
+    bytes.extend_from_slice(chunk);
+    Ok(())
 }
 
 /// The outcome of a sent request, once there is one (`future-incoming-response.get`, blocking
@@ -903,6 +919,38 @@ mod tests {
         assert!(Verb::Get.repeatable());
         assert!(Verb::Patch.repeatable());
         assert!(!Verb::Post.repeatable());
+    }
+
+    /// The body buffer never holds more than the cap, whatever sizes the chunks come in: a
+    /// first chunk of 65,000 bytes (not a power of two) used to let `Vec` double to 33 MB.
+    /// Catches `>=` for `>` (a body of exactly the cap refused), dropping the `min` (capacity
+    /// past the cap), and appending after the refusal.
+    #[test]
+    fn the_body_buffer_stays_within_the_cap_whatever_the_chunks() {
+        for first in [1, 65_000, 65_536, 100_003] {
+            let mut bytes = Vec::new();
+            append_capped(&mut bytes, &vec![b' '; first]).unwrap();
+            while bytes.len() < MAX_BODY_BYTES {
+                let n = (MAX_BODY_BYTES - bytes.len()).min(64 * 1024 - 7);
+                append_capped(&mut bytes, &vec![b'x'; n]).unwrap();
+                assert!(
+                    bytes.capacity() <= MAX_BODY_BYTES,
+                    "{first}: {}",
+                    bytes.capacity()
+                );
+            }
+            assert_eq!(bytes.len(), MAX_BODY_BYTES);
+            assert_eq!(append_capped(&mut bytes, b"x"), Err(()));
+            assert_eq!(
+                bytes.len(),
+                MAX_BODY_BYTES,
+                "nothing appended after the refusal"
+            );
+            assert_eq!(bytes.capacity(), MAX_BODY_BYTES);
+        }
+        let mut small = Vec::new();
+        append_capped(&mut small, b"{}").unwrap();
+        assert_eq!(small, b"{}");
     }
 
     /// The jitter's unit spans [0, 1) evenly; timeouts go to the host in nanoseconds; the
