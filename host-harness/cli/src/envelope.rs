@@ -136,16 +136,20 @@ impl Envelope {
     /// location (two frames or more: one frame is the location again). Call on a sanitized
     /// envelope.
     pub fn print_error(&self) {
+        self.write_error(&mut std::io::stderr().lock());
+    }
+
+    /// What [`Envelope::print_error`] writes, to `out`.
+    fn write_error(&self, out: &mut impl Write) {
         let Some(line) = self.error_line() else {
             return;
         };
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "error: {line}");
+        let _ = writeln!(out, "error: {line}");
         let frames = self.traceback();
         if frames.len() >= 2 {
-            let _ = writeln!(stderr, "stack traceback:");
+            let _ = writeln!(out, "stack traceback:");
             for frame in frames {
-                let _ = writeln!(stderr, "  {}", frame.trim());
+                let _ = writeln!(out, "  {}", frame.trim());
             }
         }
     }
@@ -447,6 +451,274 @@ mod tests {
         }
     }
 
+    /// Catches: the status or the place dropped, the place added twice, newlines kept (the
+    /// line must stay one line), `error` for a missing code replaced.
+    #[test]
+    fn error_lines_lead_with_the_place_and_the_code() {
+        let with = |error: Value| {
+            let mut e = envelope("", Vec::new());
+            e.error = Some(error);
+            e.error_line().unwrap()
+        };
+        assert_eq!(envelope("", Vec::new()).error_line(), None);
+        assert_eq!(
+            with(json!({"code": "rate_limited", "message": "slow\ndown", "status": 429})),
+            "rate_limited: slow down (HTTP 429)"
+        );
+        assert_eq!(
+            with(
+                json!({"code": "script_error", "message": "boom", "source": "fail.lua", "line": 3})
+            ),
+            "fail.lua:3: script_error: boom"
+        );
+        assert_eq!(
+            with(
+                json!({"code": "script_error", "message": "fail.lua:3: boom", "source": "fail.lua", "line": 3})
+            ),
+            "script_error: fail.lua:3: boom"
+        );
+        // Only both together say where.
+        assert_eq!(
+            with(json!({"code": "x", "message": "m", "source": "fail.lua"})),
+            "x: m"
+        );
+        assert_eq!(with(json!({"message": 42})), "error: 42");
+        assert_eq!(with(json!({"code": "x"})), r#"x: {"code":"x"}"#);
+    }
+
+    /// Catches: blank lines kept, no cap, or a cap other than [`TRACEBACK_LINES`].
+    #[test]
+    fn tracebacks_skip_blank_lines_and_stop_at_sixteen() {
+        let mut e = envelope("", Vec::new());
+        assert!(e.traceback().is_empty());
+        let lines: Vec<String> = (0..40)
+            .map(|i| {
+                if i % 2 == 0 {
+                    format!("frame {i}")
+                } else {
+                    "  ".into()
+                }
+            })
+            .collect();
+        e.error =
+            Some(json!({"code": "script_error", "message": "m", "traceback": lines.join("\n")}));
+        let frames = e.traceback();
+        assert_eq!(frames.len(), TRACEBACK_LINES);
+        assert_eq!(frames[0], "frame 0");
+        assert_eq!(frames[15], "frame 30");
+        e.error = Some(json!({"code": "x", "message": "m"}));
+        assert!(e.traceback().is_empty());
+    }
+
+    /// Every part a key could reach is redacted, the envelope's own field names are kept.
+    /// Catches: any one part (output, error, results, calls, meta) left out of `redact`, and
+    /// the output redacted without its cut tail.
+    #[test]
+    fn every_part_is_redacted_before_it_is_shown() {
+        let key = "pk_envelope_secret_0123";
+        let r = Redactor::new([key.to_string()]);
+        let mut e = envelope(
+            &format!("a {key}\nb {}", &key[..10]),
+            vec![json!({"k": key})],
+        );
+        e.error = Some(json!({"code": "x", "message": format!("bad {key}")}));
+        e.integration_calls = vec![json!({"error": format!("unauthorized: {key}")})];
+        e.meta.insert("account".into(), json!(key));
+        let text = serde_json::to_string(&e.sanitized(&r).to_json()).unwrap();
+        assert!(!text.contains(&key[..10]), "{text}");
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["output"], "a <redacted>\nb <redacted>");
+        assert_eq!(back["error"]["message"], "bad <redacted>");
+        assert_eq!(back["result"][0]["k"], "<redacted>");
+        assert_eq!(
+            back["integration_calls"][0]["error"],
+            "unauthorized: <redacted>"
+        );
+        assert_eq!(back["meta"]["account"], "<redacted>");
+    }
+
+    /// On stderr: the error line, then the traceback only when it has two frames or more
+    /// (one frame is the error line's place again). Catches `>=` changed, or nothing written.
+    #[test]
+    fn the_traceback_is_shown_from_two_frames() {
+        let shown = |traceback: &str| {
+            let mut e = envelope("", Vec::new());
+            e.error = Some(json!({"code": "x", "message": "m", "traceback": traceback}));
+            let mut out = Vec::new();
+            e.write_error(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(shown("a.lua:1: in main chunk"), "error: x: m\n");
+        assert_eq!(
+            shown("a.lua:1: in f\n\t a.lua:3: in main chunk"),
+            "error: x: m\nstack traceback:\n  a.lua:1: in f\n  a.lua:3: in main chunk\n"
+        );
+        let mut out = Vec::new();
+        envelope("", Vec::new()).write_error(&mut out);
+        assert!(out.is_empty());
+    }
+
+    /// A failure before anything ran: the code's string, the message, nothing else.
+    #[test]
+    fn failures_carry_the_code_and_the_message() {
+        let e = Envelope::failure(ErrorCode::InvalidArgument, "bad", Map::new());
+        let j = e.to_json();
+        assert_eq!(j["success"], false);
+        assert_eq!(
+            j["error"],
+            json!({"code": "invalid_argument", "message": "bad"})
+        );
+        assert_eq!(j["result"], json!([]));
+        assert_eq!(j["output"], "");
+        assert_eq!(j["execution_time_ms"], 0);
+        let mut keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        let mut expected = [
+            "success",
+            "output",
+            "error",
+            "result",
+            "execution_time_ms",
+            "memory_usage",
+            "integration_calls",
+            "meta",
+        ];
+        expected.sort();
+        assert_eq!(keys, expected);
+    }
+
+    /// A string is cut to its budget with each character costing what it costs in JSON
+    /// (escapes 2 bytes, other control characters 6), never inside a character, and the
+    /// marker counts what was left out. Catches any cost or count changed.
+    #[test]
+    fn strings_are_cut_by_their_json_cost() {
+        assert_eq!(
+            cut_string("abc", 64 + 2),
+            "ab[kosmo: truncated: 1 of 3 bytes omitted]"
+        );
+        assert_eq!(
+            cut_string("a\"bc", 64 + 3),
+            "a\"[kosmo: truncated: 2 of 4 bytes omitted]"
+        );
+        assert_eq!(
+            cut_string("a\"bc", 64 + 2),
+            "a[kosmo: truncated: 3 of 4 bytes omitted]"
+        );
+        assert_eq!(
+            cut_string("a\u{1}b", 64 + 6),
+            "a[kosmo: truncated: 2 of 3 bytes omitted]"
+        );
+        assert_eq!(
+            cut_string("a\u{1}b", 64 + 7),
+            "a\u{1}[kosmo: truncated: 1 of 3 bytes omitted]"
+        );
+        assert_eq!(
+            cut_string("éé", 64 + 3),
+            "é[kosmo: truncated: 2 of 4 bytes omitted]"
+        );
+        assert_eq!(
+            cut_string("abc", 10),
+            "[kosmo: truncated: 3 of 3 bytes omitted]"
+        );
+    }
+
+    /// Arrays and tables keep their first items whole, then one marker counting the rest;
+    /// what fits is kept as is. Catches the counts, the marker room and the budget
+    /// bookkeeping changed.
+    #[test]
+    fn arrays_and_tables_keep_their_first_items_and_count_the_rest() {
+        let items: Vec<Value> = (0..100).map(|i| json!(format!("item-{i:03}"))).collect();
+        let fitted = fit(&Value::Array(items.clone()), 300);
+        let out = fitted.as_array().unwrap();
+        let kept = out.len() - 1;
+        assert!(kept > 10 && kept < 30, "{kept}");
+        assert_eq!(&out[..kept], &items[..kept]);
+        assert_eq!(
+            out[kept],
+            json!(format!("[kosmo: truncated: {} more items]", 100 - kept))
+        );
+        assert!(json_len(&fitted) <= 300 + 64, "{}", json_len(&fitted));
+
+        let map: Map<String, Value> = (0..100).map(|i| (format!("k{i:03}"), json!(i))).collect();
+        let fitted = fit(&Value::Object(map.clone()), 300);
+        let out = fitted.as_object().unwrap();
+        let kept = out.len() - 1;
+        assert!(kept > 10 && kept < 40, "{kept}");
+        for (k, v) in map.iter().take(kept) {
+            assert_eq!(out.get(k), Some(v), "{k}");
+        }
+        assert_eq!(
+            out["[kosmo: truncated]"],
+            json!(format!("{} more entries", 100 - kept))
+        );
+        assert!(json_len(&fitted) <= 300 + 64, "{}", json_len(&fitted));
+
+        let small = json!({"a": [1, "two", null], "b": true});
+        assert_eq!(fit(&small, 1000), small);
+        assert_eq!(
+            fit(&small, json_len(&small)),
+            small,
+            "exactly the budget fits"
+        );
+    }
+
+    /// The results share what is left equally: a huge first value does not crowd out the
+    /// second. Catches the share computed from the wrong count or not shrinking.
+    #[test]
+    fn results_share_the_room_equally() {
+        let big = || json!("z".repeat(10_000));
+        let fitted = fit_each(vec![big(), big()], 2_000);
+        let lens: Vec<usize> = fitted.iter().map(json_len).collect();
+        assert!(lens.iter().all(|&n| (800..=1_000).contains(&n)), "{lens:?}");
+        let fitted = fit_each(vec![json!("small"), big()], 2_000);
+        assert_eq!(fitted[0], json!("small"));
+        assert!(
+            (1_800..=1_993).contains(&json_len(&fitted[1])),
+            "{}",
+            json_len(&fitted[1])
+        );
+        assert!(fit_each(Vec::new(), 10).is_empty());
+    }
+
+    /// The text cap never splits a character, and remembers it cut. Catches the boundary
+    /// walk or the `<=` changed.
+    #[test]
+    fn the_text_cap_cuts_on_a_character_boundary() {
+        let mut out = Vec::new();
+        let mut w = CappedWriter {
+            inner: &mut out,
+            left: 5,
+            cut: false,
+        };
+        w.write_all(b"ab").unwrap();
+        assert!(!w.cut);
+        assert!(w.write_all("cé".as_bytes()).is_ok(), "exactly the cap fits");
+        assert!(w.write_all(b"x").is_err());
+        assert!(w.cut);
+        assert_eq!(out, "abcé".as_bytes());
+
+        let mut out = Vec::new();
+        let mut w = CappedWriter {
+            inner: &mut out,
+            left: 2,
+            cut: false,
+        };
+        assert!(w.write_all("aé".as_bytes()).is_err());
+        assert_eq!(out, b"a");
+    }
+
+    /// Text mode: the output, the results between separators, one newline after them, no
+    /// marker when nothing was cut.
+    #[test]
+    fn text_mode_separates_the_results() {
+        let mut text = Vec::new();
+        envelope("out\n", vec![json!(1), json!("b")]).print_text(&mut text, "\t");
+        assert_eq!(String::from_utf8(text).unwrap(), "out\n1\t\"b\"\n");
+        let mut text = Vec::new();
+        envelope("only\n", Vec::new()).print_text(&mut text, "\t");
+        assert_eq!(String::from_utf8(text).unwrap(), "only\n");
+    }
+
     #[test]
     fn small_envelopes_are_unchanged() {
         let mut e = envelope("hi\n", vec![json!({"a": [1, 2]})]);
@@ -466,9 +738,35 @@ mod tests {
         e.cap(max);
         let text = serde_json::to_string(&e.to_json()).unwrap();
         assert!(text.len() <= max, "{}", text.len());
+        // The cap is used, not dropped to the last-resort form: every part keeps its share.
+        assert!(text.len() > (max - SLACK_BYTES) * 9 / 10, "{}", text.len());
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["meta"]["truncated"], true);
+        assert_eq!(back["meta"]["envelope_max_bytes"], MAX_ENVELOPE_BYTES);
         assert_eq!(back["error"]["code"], "script_error");
+        let room = (max - 64 * 1024) as f64;
+        let error_len = json_len(&back["error"]) as f64;
+        assert!(
+            error_len <= room / 32.0 + 64.0 && error_len > room / 64.0,
+            "{error_len}"
+        );
+        let output_len = json_len(&back["output"]) as f64;
+        assert!(
+            output_len <= room / 4.0 && output_len > room / 8.0,
+            "{output_len}"
+        );
+        let first = back["result"][0].as_str().unwrap();
+        assert!(first.starts_with("é\"x") && first.ends_with("bytes omitted]"));
+        let rows = back["result"][1].as_array().unwrap();
+        assert_eq!(rows[0], json!({"i": 0}));
+        let marker = rows.last().unwrap().as_str().unwrap();
+        assert_eq!(
+            marker,
+            format!(
+                "[kosmo: truncated: {} more items]",
+                100_000 - (rows.len() - 1)
+            )
+        );
         assert!(
             e.output.ends_with("bytes omitted]"),
             "{}",

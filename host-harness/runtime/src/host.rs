@@ -575,6 +575,19 @@ mod tests {
             );
             assert!(e.message.contains("without echo"), "{}", e.message);
             assert!(!e.message.contains("api_key=KEY"), "{}", e.message);
+            // The default account also names the environment variables that configure it
+            // (catches `==` for `!=` in choosing the message).
+            let (default, named) = (
+                e.message
+                    .starts_with("no default Klaviyo account: set KLAVIYO_API_KEY"),
+                e.message.starts_with("no Klaviyo account `shop`: run "),
+            );
+            assert_eq!(
+                (default, named),
+                (account.is_none(), account.is_some()),
+                "{}",
+                e.message
+            );
         }
         let doc = ErrorCode::NotConfigured.host_doc().unwrap();
         assert!(
