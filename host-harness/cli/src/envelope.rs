@@ -230,17 +230,32 @@ impl Envelope {
     /// Print it (JSON or text), redacted and capped, and give the exit code: 0 on success,
     /// 1 otherwise.
     pub fn print(self, json_mode: bool, redactor: &Redactor) -> i32 {
+        self.print_to(
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+            json_mode,
+            redactor,
+        )
+    }
+
+    /// What [`Envelope::print`] does, to `out` and `err`.
+    fn print_to(
+        self,
+        out: &mut impl Write,
+        err: &mut impl Write,
+        json_mode: bool,
+        redactor: &Redactor,
+    ) -> i32 {
         let shown = self.sanitized(redactor);
-        let mut stdout = std::io::stdout().lock();
         if json_mode {
-            let _ = serde_json::to_writer(&mut stdout, &shown.to_json());
-            let _ = writeln!(stdout);
+            let _ = serde_json::to_writer(&mut *out, &shown.to_json());
+            let _ = writeln!(out);
         } else {
-            shown.print_text(&mut stdout, "\n");
+            shown.print_text(out, "\n");
         }
-        let _ = stdout.flush();
+        let _ = out.flush();
         if !json_mode {
-            shown.print_error();
+            shown.write_error(err);
         }
         i32::from(!shown.success)
     }
@@ -556,6 +571,60 @@ mod tests {
         let mut out = Vec::new();
         envelope("", Vec::new()).write_error(&mut out);
         assert!(out.is_empty());
+    }
+
+    /// `--json`: one redacted JSON line on stdout, nothing on stderr; text: the output and
+    /// results on stdout, the error on stderr. Exit code 0 on success, 1 otherwise. Catches
+    /// the modes swapped, the error printed in JSON mode or not in text mode, or a constant
+    /// exit code.
+    #[test]
+    fn printing_follows_the_mode_and_gives_the_exit_code() {
+        let r = Redactor::new(["pk_print_secret_01".to_string()]);
+        let failed = || {
+            let mut e = envelope("said pk_print_secret_01\n", Vec::new());
+            e.success = false;
+            e.error = Some(json!({"code": "x", "message": "m"}));
+            e
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(failed().print_to(&mut out, &mut err, true, &r), 1);
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.ends_with("}\n") && line.matches('\n').count() == 1,
+            "{line}"
+        );
+        let back: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["output"], "said <redacted>\n");
+        assert_eq!(back["error"]["code"], "x");
+        assert!(err.is_empty());
+
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(failed().print_to(&mut out, &mut err, false, &r), 1);
+        assert_eq!(String::from_utf8(out).unwrap(), "said <redacted>\n");
+        assert_eq!(String::from_utf8(err).unwrap(), "error: x: m\n");
+
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let ok = envelope("", vec![json!(1)]);
+        assert_eq!(ok.print_to(&mut out, &mut err, false, &r), 0);
+        assert_eq!(String::from_utf8(out).unwrap(), "1\n");
+        assert!(err.is_empty());
+    }
+
+    /// When the parts cut to their shares still do not fit (the fixed fields alone nearly
+    /// fill the cap), the last-resort form replaces them. Catches the check before it (`>`)
+    /// changed to `==`.
+    #[test]
+    fn the_last_resort_form_when_the_shares_are_not_enough() {
+        let max = 200_000;
+        let mut e = envelope(&"o".repeat(1_000), vec![json!("r".repeat(1_000))]);
+        e.meta.insert("note".into(), json!("m".repeat(max - 100)));
+        e.cap(max);
+        assert_eq!(e.output, "");
+        assert_eq!(
+            e.result,
+            vec![json!("[kosmo: truncated: the results were too large]")]
+        );
+        assert_eq!(e.meta["truncated"], true);
     }
 
     /// A failure before anything ran: the code's string, the message, nothing else.

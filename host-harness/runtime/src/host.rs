@@ -555,6 +555,26 @@ mod tests {
         assert_eq!(host.records_dropped(), 0, "counted per take");
     }
 
+    /// Records pushed from outside (MCP tool calls) join the Klaviyo calls' records in call
+    /// order. Catches `push_record` doing nothing.
+    #[tokio::test]
+    async fn pushed_records_join_the_calls_in_order() {
+        let host = Host::new(Vec::new(), HostOptions::default());
+        host.push_record(CallRecord {
+            path: "mcp.docs.search".into(),
+            account: "docs".into(),
+            kind: Kind::Read,
+            duration: Duration::ZERO,
+            status: None,
+            error: None,
+            permission: "allowed",
+            requests: 0,
+        });
+        let _ = host.invoke(None, "get_profile", &json!({})).await;
+        let paths: Vec<String> = host.take_records().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, ["mcp.docs.search", "klaviyo.get_profile"]);
+    }
+
     /// A missing account's message suggests `--set api_key=-`, never a key on the command
     /// line. Guards: the hint reverting to `api_key=KEY` (into shell history).
     #[tokio::test]

@@ -76,7 +76,16 @@ impl Pools {
 
     /// The client of this account (its name, key and base URL together name the pool).
     pub fn client(&self, account: &Account, connect_timeout: Duration) -> PooledClient {
-        let now = Instant::now();
+        self.client_at(account, connect_timeout, Instant::now())
+    }
+
+    /// [`Pools::client`] at the instant `now` (tests pass their own, not sleeps).
+    fn client_at(
+        &self,
+        account: &Account,
+        connect_timeout: Duration,
+        now: Instant,
+    ) -> PooledClient {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         // Every connection of a pool idle this long is closed already: drop the pool itself.
         if now.duration_since(clients.last_sweep) >= self.idle {
@@ -234,5 +243,43 @@ impl Body for BetweenBytes {
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ApiKey;
+
+    fn account(name: &str) -> Account {
+        Account::new(name, ApiKey::new("pk_pool_test_key"), "http://127.0.0.1:1").unwrap()
+    }
+
+    /// A sweep drops the pools idle for the whole idle time and keeps the others, each
+    /// account's pool is reused while it lives. Instants are given, not slept, so a busy
+    /// machine cannot change the outcome. Catches: the sweep's `>=` or the idle test's `<`
+    /// changed (every pool dropped, or none), and a pool not reused.
+    #[tokio::test]
+    async fn a_sweep_drops_only_pools_idle_for_the_whole_idle_time() {
+        let idle = Duration::from_secs(60);
+        let pools = Pools::new(None, idle).unwrap();
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(1);
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        pools.client_at(&account("a"), timeout, at(0));
+        pools.client_at(&account("b"), timeout, at(40));
+        pools.client_at(&account("b"), timeout, at(50));
+        assert_eq!(pools.len(), 2, "no sweep before the idle time has passed");
+        // At 61 s: `a` (used at 0) has been idle 61 s and goes; `b` (used at 50) stays.
+        pools.client_at(&account("c"), timeout, at(61));
+        let mut names: Vec<String> = {
+            let clients = pools.clients.lock().unwrap();
+            clients.by_account.keys().map(|a| a.name.clone()).collect()
+        };
+        names.sort();
+        assert_eq!(names, ["b", "c"]);
+        // Exactly the idle time unused is idle: at 121 s, `c` (used at 61) goes.
+        pools.client_at(&account("b"), timeout, at(121));
+        assert_eq!(pools.len(), 1);
     }
 }
