@@ -804,6 +804,7 @@ mod tests {
         let many: Vec<Value> = (0..100_000).map(|i| json!({"i": i})).collect();
         let mut e = envelope(&big, vec![json!(big), Value::Array(many)]);
         e.error = Some(json!({"code": "script_error", "message": big}));
+        e.integration_calls = vec![json!({"path": "klaviyo.get_profile"})];
         e.cap(max);
         let text = serde_json::to_string(&e.to_json()).unwrap();
         assert!(text.len() <= max, "{}", text.len());
@@ -813,6 +814,11 @@ mod tests {
         assert_eq!(back["meta"]["truncated"], true);
         assert_eq!(back["meta"]["envelope_max_bytes"], MAX_ENVELOPE_BYTES);
         assert_eq!(back["error"]["code"], "script_error");
+        assert_eq!(
+            back["integration_calls"],
+            json!([{"path": "klaviyo.get_profile"}]),
+            "a small part is kept whole"
+        );
         let room = (max - 64 * 1024) as f64;
         let error_len = json_len(&back["error"]) as f64;
         assert!(

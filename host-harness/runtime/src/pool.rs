@@ -166,9 +166,10 @@ fn client_error(e: &hyper_util::client::legacy::Error) -> Error {
             Error::ConnectionRefused
         };
     }
+    // hyper's own timeouts (`is_timeout`) need a timer this client is not given: the
+    // first-byte deadline is `send`'s, and reads as `ConnectionReadTimeout`.
     match e.source().and_then(|s| s.downcast_ref::<hyper::Error>()) {
         Some(h) if h.is_incomplete_message() => Error::HttpResponseIncomplete,
-        Some(h) if h.is_timeout() => Error::HttpResponseTimeout,
         _ => Error::HttpProtocolError,
     }
 }

@@ -152,3 +152,27 @@ async fn the_call_deadline_ends_a_call_that_each_request_limit_allows() {
         .await
         .expect("the next call works");
 }
+
+/// A connection closed before the response head is an incomplete response, named as such,
+/// and a POST is not repeated after it (it may have been applied). Catches the pool mapping
+/// hyper's incomplete message to another wasi-http code (`client_error`'s first guard).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_closed_before_the_head_is_an_incomplete_response() {
+    let emulator = Emulator::start().await.unwrap();
+    let key = "pk_incomplete";
+    let account = Account::new("inc", ApiKey::new(key), &emulator.base_url()).unwrap();
+    let runtime = runtime(RuntimeConfig::default());
+    emulator.inject_fault(key, Fault::DropConnection);
+    let e = runtime
+        .call(&account, "create_list", &json!({"name": "dropped"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "transport", "{e}");
+    let port = emulator.base_url().rsplit(':').next().unwrap().to_string();
+    assert_eq!(
+        e.message,
+        format!("could not reach Klaviyo at 127.0.0.1:{port} (incomplete response)")
+    );
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+    assert_eq!(emulator.request_count(key), 1);
+}
