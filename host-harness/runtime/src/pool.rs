@@ -151,7 +151,7 @@ pub(crate) async fn send(
 fn client_error(e: &hyper_util::client::legacy::Error) -> Error {
     use std::error::Error as _;
     if e.is_connect() {
-        if let Some(tls) = tls_error(e) {
+        if let Some(tls) = tls_error(e.source()) {
             return tls;
         }
         // hyper-util reports its connect timeout as an `io::Error` of kind `TimedOut`, under
@@ -179,8 +179,7 @@ fn client_error(e: &hyper_util::client::legacy::Error) -> Error {
 /// tokio-rustls wraps the `rustls::Error` in an `io::Error` (which hyper-rustls wraps in
 /// another), and `io::Error::source()` skips the error it wraps: each link is opened with
 /// `get_ref` as well as `source`.
-fn tls_error(e: &hyper_util::client::legacy::Error) -> Option<Error> {
-    use std::error::Error as _;
+fn tls_error(first: Option<&(dyn std::error::Error + 'static)>) -> Option<Error> {
     fn next<'a>(
         s: &'a (dyn std::error::Error + 'static),
     ) -> Option<&'a (dyn std::error::Error + 'static)> {
@@ -192,7 +191,7 @@ fn tls_error(e: &hyper_util::client::legacy::Error) -> Option<Error> {
             None => s.source(),
         }
     }
-    let rustls_error = std::iter::successors(e.source(), |s| next(*s))
+    let rustls_error = std::iter::successors(first, |s| next(*s))
         .take(16)
         .find_map(|s| s.downcast_ref::<rustls::Error>())?;
     Some(match rustls_error {
@@ -260,6 +259,51 @@ mod tests {
     /// account's pool is reused while it lives. Instants are given, not slept, so a busy
     /// machine cannot change the outcome. Catches: the sweep's `>=` or the idle test's `<`
     /// changed (every pool dropped, or none), and a pool not reused.
+    /// The TLS failure is found however deep tokio-rustls and hyper-rustls wrap it (in
+    /// `io::Error`s, whose `source()` skips what they wrap), and each kind keeps its own
+    /// wasi-http code. Catches: an arm deleted (an alert read as a protocol error), or the
+    /// wrapped error not opened.
+    #[test]
+    fn tls_failures_are_found_in_their_wrapping_and_keep_their_codes() {
+        use rustls::AlertDescription;
+        use std::io;
+        let wrapped =
+            |e: rustls::Error| io::Error::other(io::Error::new(io::ErrorKind::InvalidData, e));
+        let code = |e: rustls::Error| {
+            let outer = wrapped(e);
+            tls_error(Some(&outer))
+        };
+        assert!(matches!(
+            code(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+            )),
+            Some(Error::TlsCertificateError)
+        ));
+        assert!(matches!(
+            code(rustls::Error::NoCertificatesPresented),
+            Some(Error::TlsCertificateError)
+        ));
+        match code(rustls::Error::AlertReceived(
+            AlertDescription::HandshakeFailure,
+        )) {
+            Some(Error::TlsAlertReceived {
+                alert_id,
+                alert_message,
+            }) => {
+                assert_eq!(alert_id, Some(40));
+                assert_eq!(alert_message.as_deref(), Some("HandshakeFailure"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            code(rustls::Error::DecryptError),
+            Some(Error::TlsProtocolError)
+        ));
+        let plain = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        assert!(tls_error(Some(&plain)).is_none());
+        assert!(tls_error(None).is_none());
+    }
+
     #[tokio::test]
     async fn a_sweep_drops_only_pools_idle_for_the_whole_idle_time() {
         let idle = Duration::from_secs(60);

@@ -358,6 +358,37 @@ async fn a_refused_connection_names_the_host_and_port_tried() {
 }
 
 /// Wait until the emulator has seen `n` requests with `key` (bounded: 10 s, then fail).
+/// Every instance slot can be in use at once: with `pooled_instances` calls in flight, each
+/// holding its instance while the emulator holds its answer, none is refused as `busy`.
+/// Catches the pool's budgets per component instance (4 core instances, 2 memories, 4
+/// tables) set too small for the component, e.g. `* 4` made `+ 4`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_instance_slot_can_be_in_use_at_once() {
+    let emulator = Emulator::start().await.unwrap();
+    let key = "pk_all_slots";
+    let account = Account::new("slots", ApiKey::new(key), &emulator.base_url()).unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        pooled_instances: 4,
+        reuse_instances: false,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    for _ in 0..4 {
+        emulator.inject_fault(key, Fault::Delay(Duration::from_secs(1)));
+    }
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let (runtime, account) = (runtime.clone(), account.clone());
+            tokio::spawn(async move { runtime.call(&account, "list_lists", &json!({})).await })
+        })
+        .collect();
+    // All four are at the emulator at once: four instances alive together.
+    arrivals(&emulator, key, 4).await;
+    for call in calls {
+        call.await.unwrap().expect("every slot serves");
+    }
+}
+
 async fn arrivals(emulator: &Emulator, key: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while emulator.request_count(key) < n {

@@ -175,6 +175,21 @@ async fn limits_stop_runaway_plugins_and_the_host_keeps_serving() {
     assert_eq!(emulator.request_count(KEY), 1);
 }
 
+/// Memory may grow to exactly the limit, not a page more; host resources a plugin creates
+/// and never drops stop at the Store's table cap (4,096) as a trap, before they can grow the
+/// host's memory. Catches: the memory check's `>` made `>=`, and the resource table left
+/// without its cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_grows_to_exactly_the_limit_and_host_resources_are_capped() {
+    let (_emulator, account) = account().await;
+    let runtime = adversary();
+    let e = attack(&runtime, &account, "grow-to-limit").await;
+    assert_eq!(e.code, "transport", "the fixture's report: {e}");
+    assert_eq!(e.message, "grew to 512 pages");
+    let e = attack(&runtime, &account, "hoard-resources").await;
+    assert_eq!(e.code, "plugin_trap", "{e}");
+}
+
 /// The runtime that saw the traps keeps serving: more traps than it has instance slots
 /// (256) are each a `plugin_trap`, never `busy`, and the account's next call runs in a fresh
 /// instance (a trapped one is never kept), whose clean end is then kept for the call after.
