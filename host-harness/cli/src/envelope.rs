@@ -681,6 +681,11 @@ mod tests {
             cut_string("a\u{1}b", 64 + 7),
             "a\u{1}[kosmo: truncated: 1 of 3 bytes omitted]"
         );
+        // A space is printable: one byte, not an escape.
+        assert_eq!(
+            cut_string("a b", 64 + 3),
+            "a b[kosmo: truncated: 0 of 3 bytes omitted]"
+        );
         assert_eq!(
             cut_string("éé", 64 + 3),
             "é[kosmo: truncated: 2 of 4 bytes omitted]"

@@ -139,6 +139,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Unchecked candidates are trimmed, and only those long enough to be accepted as keys
+    /// are kept. Catches the function returning nothing or a constant, and `>=` made `>`.
+    #[test]
+    fn unchecked_keys_are_trimmed_and_kept_from_the_minimum_length() {
+        let exact = "k".repeat(MIN_API_KEY_LEN);
+        let short = "s".repeat(MIN_API_KEY_LEN - 1);
+        let keys = unchecked_keys([format!("  {exact}\n"), short, "   ".into()]);
+        assert_eq!(keys, [exact]);
+    }
+
     #[test]
     fn redacts_plain_and_escaped_forms() {
         let r = Redactor::new(["pk_abc\"def".to_string(), "pk_live_123".into()]);

@@ -360,30 +360,33 @@ async fn a_refused_connection_names_the_host_and_port_tried() {
 /// Wait until the emulator has seen `n` requests with `key` (bounded: 10 s, then fail).
 /// Every instance slot can be in use at once: with `pooled_instances` calls in flight, each
 /// holding its instance while the emulator holds its answer, none is refused as `busy`.
-/// Catches the pool's budgets per component instance (4 core instances, 2 memories, 4
-/// tables) set too small for the component, e.g. `* 4` made `+ 4`.
+/// Catches the pool's budgets per component instance set too small for the component: it
+/// instantiates 3 core modules (main, wit-component's shim and fixup) with 1 memory and 2
+/// tables, against budgets of 4, 2 and 4, so with 8 slots `* 4` made `+ 4` (12 core
+/// instances, 12 tables) fails. (`* 2` made `+ 2` for memories is not caught: 10 memories
+/// still cover 8 instances of a one-memory component.)
 #[tokio::test(flavor = "multi_thread")]
 async fn every_instance_slot_can_be_in_use_at_once() {
     let emulator = Emulator::start().await.unwrap();
     let key = "pk_all_slots";
     let account = Account::new("slots", ApiKey::new(key), &emulator.base_url()).unwrap();
     let runtime = Runtime::new(RuntimeConfig {
-        pooled_instances: 4,
+        pooled_instances: 8,
         reuse_instances: false,
         ..RuntimeConfig::default()
     })
     .unwrap();
-    for _ in 0..4 {
+    for _ in 0..8 {
         emulator.inject_fault(key, Fault::Delay(Duration::from_secs(1)));
     }
-    let calls: Vec<_> = (0..4)
+    let calls: Vec<_> = (0..8)
         .map(|_| {
             let (runtime, account) = (runtime.clone(), account.clone());
             tokio::spawn(async move { runtime.call(&account, "list_lists", &json!({})).await })
         })
         .collect();
-    // All four are at the emulator at once: four instances alive together.
-    arrivals(&emulator, key, 4).await;
+    // All eight are at the emulator at once: eight instances alive together.
+    arrivals(&emulator, key, 8).await;
     for call in calls {
         call.await.unwrap().expect("every slot serves");
     }
