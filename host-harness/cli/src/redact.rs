@@ -149,6 +149,17 @@ mod tests {
         assert_eq!(keys, [exact]);
     }
 
+    /// Secrets added later are redacted beside the first ones. Catches `extend` doing nothing.
+    #[test]
+    fn extended_redactors_redact_old_and_new_secrets() {
+        let mut r = Redactor::new(["pk_first_secret".to_string()]);
+        r.extend(["pk_later_secret".to_string()]);
+        assert_eq!(
+            r.text("pk_first_secret pk_later_secret"),
+            "<redacted> <redacted>"
+        );
+    }
+
     #[test]
     fn redacts_plain_and_escaped_forms() {
         let r = Redactor::new(["pk_abc\"def".to_string(), "pk_live_123".into()]);

@@ -137,3 +137,34 @@ async fn a_kept_instance_is_renewed_before_its_store_grows() {
         "{fresh} fresh instances in 100 calls"
     );
 }
+
+/// An idle account's kept instances are given back to the runtime-wide count when the
+/// account is forgotten, so forgetting accounts never uses up the count. With 4 slots (2 may
+/// be kept) and accounts forgotten at every call, three calls of `a` each leave one instance
+/// and forget the one before; `b` can then still keep one. Catches the count taken from the
+/// accounts kept instead of those dropped (`if !keep` made `if keep`): the count would reach
+/// its cap of 2 with one instance really kept, and `b`'s second call would start fresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn forgetting_an_account_gives_back_its_kept_instances() {
+    let emulator = Emulator::start().await.unwrap();
+    let forgetful = Runtime::new(RuntimeConfig {
+        pooled_instances: 4,
+        idle_account_timeout: Duration::ZERO,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let a = Account::new("a", ApiKey::new("pk_forget_a_01"), &emulator.base_url()).unwrap();
+    for _ in 0..3 {
+        assert!(
+            !reused(&forgetful, &a).await,
+            "a is forgotten between calls"
+        );
+    }
+    let patient = forgetful.with_config(RuntimeConfig {
+        pooled_instances: 4,
+        ..RuntimeConfig::default()
+    });
+    let b = Account::new("b", ApiKey::new("pk_forget_b_01"), &emulator.base_url()).unwrap();
+    assert!(!reused(&patient, &b).await);
+    assert!(reused(&patient, &b).await, "b's instance was kept");
+}

@@ -392,6 +392,42 @@ async fn every_instance_slot_can_be_in_use_at_once() {
     }
 }
 
+/// An account's calls keep waiting their turn when idle accounts are forgotten at every call:
+/// an account with a call in flight is never forgotten, so a second call waits for the
+/// account's only permit instead of getting a new limiter. Catches the sweep's test of who
+/// still holds an account inverted (`>` made `<`). The check that the second call is held
+/// back cannot fail on a slow machine: the first call's answer is held for 1 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_account_is_not_forgotten_while_its_calls_wait() {
+    let emulator = Emulator::start().await.unwrap();
+    let key = "pk_busy_forget";
+    let account = Account::new("busy", ApiKey::new(key), &emulator.base_url()).unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        pooled_instances: 8,
+        max_concurrent_calls_per_account: 1,
+        idle_account_timeout: Duration::ZERO,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    emulator.inject_fault(key, Fault::Delay(Duration::from_secs(1)));
+    let spawn = || {
+        let (runtime, account) = (runtime.clone(), account.clone());
+        tokio::spawn(async move { runtime.call(&account, "list_lists", &json!({})).await })
+    };
+    let first = spawn();
+    arrivals(&emulator, key, 1).await;
+    let second = spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        emulator.request_count(key),
+        1,
+        "the second call waits its turn"
+    );
+    first.await.unwrap().expect("first");
+    second.await.unwrap().expect("second");
+    assert_eq!(emulator.request_count(key), 2);
+}
+
 async fn arrivals(emulator: &Emulator, key: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while emulator.request_count(key) < n {
