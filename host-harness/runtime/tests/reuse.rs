@@ -168,3 +168,32 @@ async fn forgetting_an_account_gives_back_its_kept_instances() {
     assert!(!reused(&patient, &b).await);
     assert!(reused(&patient, &b).await, "b's instance was kept");
 }
+
+/// Kept instances hold at most half the instance slots, so calls always find slots of their
+/// own: with 4 slots, the first two accounts keep theirs and the third's is dropped. Catches
+/// the cap's `/ 2` made `* 2`.
+#[tokio::test(flavor = "multi_thread")]
+async fn kept_instances_hold_at_most_half_the_slots() {
+    let emulator = Emulator::start().await.unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        pooled_instances: 4,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let accounts: Vec<Account> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let key = ApiKey::new(format!("pk_half_{name}_01"));
+            Account::new(*name, key, &emulator.base_url()).unwrap()
+        })
+        .collect();
+    for account in &accounts {
+        assert!(!reused(&runtime, account).await);
+    }
+    assert!(reused(&runtime, &accounts[0]).await);
+    assert!(reused(&runtime, &accounts[1]).await);
+    assert!(
+        !reused(&runtime, &accounts[2]).await,
+        "two of the four slots were kept already: c's instance was not"
+    );
+}
