@@ -255,6 +255,63 @@ async fn calls_beyond_the_instance_slots_are_refused_as_busy_not_trapped() {
         .expect("slots are free again");
 }
 
+/// When every slot is taken and some hold kept instances, a new call evicts the kept ones and
+/// runs; the runtime-wide count of kept instances goes back down with them, so keeping works
+/// afterwards. Two calls held at the emulator (until their 5 s call deadline: a call that
+/// times out is never kept) and two kept instances fill 4 slots. Catches `evict_warm` not
+/// evicting or not reporting it (the call would be `busy`), and its count going wrong (an
+/// instance would never be kept again).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_pool_evicts_kept_instances_for_a_new_call() {
+    let emulator = Emulator::start().await.unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        pooled_instances: 4,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let account = |name: &str| {
+        let key = ApiKey::new(format!("pk_evict_{name}_01"));
+        Account::new(name, key, &emulator.base_url()).unwrap()
+    };
+    for name in ["a", "b"] {
+        runtime
+            .call(&account(name), "list_lists", &json!({}))
+            .await
+            .expect("kept afterwards");
+    }
+    let held_runtime = runtime.with_config(RuntimeConfig {
+        pooled_instances: 4,
+        call_timeout: Duration::from_secs(5),
+        ..RuntimeConfig::default()
+    });
+    let held: Vec<_> = ["c", "d"]
+        .iter()
+        .map(|name| {
+            let account = account(name);
+            emulator.inject_fault(
+                &format!("pk_evict_{name}_01"),
+                Fault::Delay(Duration::from_secs(10)),
+            );
+            let runtime = held_runtime.clone();
+            tokio::spawn(async move { runtime.call(&account, "list_lists", &json!({})).await })
+        })
+        .collect();
+    arrivals(&emulator, "pk_evict_c_01", 1).await;
+    arrivals(&emulator, "pk_evict_d_01", 1).await;
+    runtime
+        .call(&account("e"), "list_lists", &json!({}))
+        .await
+        .expect("the kept instances make room");
+    let a = account("a");
+    runtime.call(&a, "list_lists", &json!({})).await.unwrap();
+    let again = runtime.call_with_log(&a, "list_lists", &json!({})).await;
+    again.result.unwrap();
+    assert!(again.stages.reused, "keeping still works after an eviction");
+    for call in held {
+        assert_eq!(call.await.unwrap().unwrap_err().code, "timeout");
+    }
+}
+
 /// Pools and concurrency limiters are keyed by the whole account (a second key under the same
 /// name and URL is another tenant) and forgotten once idle, so a host serving many tenants
 /// over months does not grow without bound.
