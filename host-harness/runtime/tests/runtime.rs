@@ -255,6 +255,27 @@ async fn calls_beyond_the_instance_slots_are_refused_as_busy_not_trapped() {
         .expect("slots are free again");
 }
 
+/// A runtime reports the limits it was built with, and `with_config` the new ones. Catches
+/// `config()` returning the defaults (an embedder copying it to change one limit would
+/// silently reset the others).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_reports_its_own_limits() {
+    let runtime = Runtime::new(RuntimeConfig {
+        fuel: 123_456_789,
+        pooled_instances: 3,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    assert_eq!(runtime.config().fuel, 123_456_789);
+    assert_eq!(runtime.config().pooled_instances, 3);
+    let other = runtime.with_config(RuntimeConfig {
+        call_timeout: Duration::from_secs(7),
+        ..runtime.config().clone()
+    });
+    assert_eq!(other.config().call_timeout, Duration::from_secs(7));
+    assert_eq!(other.config().fuel, 123_456_789);
+}
+
 /// When every slot is taken and some hold kept instances, a new call evicts the kept ones and
 /// runs; the runtime-wide count of kept instances goes back down with them, so keeping works
 /// afterwards. Two calls held at the emulator (until their 5 s call deadline: a call that
