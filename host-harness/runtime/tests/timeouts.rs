@@ -176,3 +176,35 @@ async fn a_connection_closed_before_the_head_is_an_incomplete_response() {
     assert_eq!(e.details["attempts"], 1, "{e:?}");
     assert_eq!(emulator.request_count(key), 1);
 }
+
+/// A reply that is not HTTP is a protocol error, named as such: told apart from a connection
+/// closed before the head. Catches every hyper failure read as an incomplete response
+/// (`client_error`'s guard made `true`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_that_is_not_http_is_a_protocol_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(b"NOT HTTP AT ALL\r\n\r\n").await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let account = Account::new("garbage", ApiKey::new("pk_not_http"), &base).unwrap();
+    let e = runtime(RuntimeConfig::default())
+        .call(&account, "create_list", &json!({"name": "x"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "transport", "{e}");
+    assert_eq!(
+        e.message,
+        format!("could not reach Klaviyo at 127.0.0.1:{port} (HTTP protocol error)")
+    );
+    assert_eq!(e.details["attempts"], 1, "{e:?}");
+}
