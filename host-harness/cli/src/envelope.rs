@@ -702,22 +702,28 @@ mod tests {
     #[test]
     fn arrays_and_tables_keep_their_first_items_and_count_the_rest() {
         let items: Vec<Value> = (0..100).map(|i| json!(format!("item-{i:03}"))).collect();
-        let fitted = fit(&Value::Array(items.clone()), 300);
+        // 305 bytes: 2 for the brackets, 11 an item with its comma, and the marker is put
+        // once no more than 64 are left: exactly 22 items (the brackets' 2 bytes added
+        // instead of taken give 23, commas not taken 24).
+        let fitted = fit(&Value::Array(items.clone()), 305);
         let out = fitted.as_array().unwrap();
         let kept = out.len() - 1;
-        assert!(kept > 10 && kept < 30, "{kept}");
+        assert_eq!(kept, 22);
         assert_eq!(&out[..kept], &items[..kept]);
         assert_eq!(
             out[kept],
             json!(format!("[kosmo: truncated: {} more items]", 100 - kept))
         );
-        assert!(json_len(&fitted) <= 300 + 64, "{}", json_len(&fitted));
+        assert!(json_len(&fitted) <= 305 + 64, "{}", json_len(&fitted));
 
         let map: Map<String, Value> = (0..100).map(|i| (format!("k{i:03}"), json!(i))).collect();
-        let fitted = fit(&Value::Object(map.clone()), 300);
+        // 304 bytes: 2 for the braces, 8 a key with its quotes, colon and comma, 1-2 its
+        // value, and the marker once no more than 64 + 8 are left: exactly 24 entries (25
+        // with the braces' 2 bytes added instead of taken).
+        let fitted = fit(&Value::Object(map.clone()), 304);
         let out = fitted.as_object().unwrap();
         let kept = out.len() - 1;
-        assert!(kept > 10 && kept < 40, "{kept}");
+        assert_eq!(kept, 24);
         for (k, v) in map.iter().take(kept) {
             assert_eq!(out.get(k), Some(v), "{k}");
         }
@@ -725,7 +731,16 @@ mod tests {
             out["[kosmo: truncated]"],
             json!(format!("{} more entries", 100 - kept))
         );
-        assert!(json_len(&fitted) <= 300 + 64, "{}", json_len(&fitted));
+        assert!(json_len(&fitted) <= 304 + 64, "{}", json_len(&fitted));
+
+        // A cut string takes its room: the array's next item finds none and becomes the
+        // marker. Catches the cut string's size not taken from what is left.
+        let strings = json!(["x".repeat(1_000), "y".repeat(1_000), "z".repeat(1_000)]);
+        let fitted = fit(&strings, 300);
+        let out = fitted.as_array().unwrap();
+        assert_eq!(out.len(), 2, "{fitted}");
+        assert!(out[0].as_str().unwrap().starts_with("xxx"));
+        assert_eq!(out[1], json!("[kosmo: truncated: 2 more items]"));
 
         let small = json!({"a": [1, "two", null], "b": true});
         assert_eq!(fit(&small, 1000), small);
@@ -743,7 +758,8 @@ mod tests {
         let big = || json!("z".repeat(10_000));
         let fitted = fit_each(vec![big(), big()], 2_000);
         let lens: Vec<usize> = fitted.iter().map(json_len).collect();
-        assert!(lens.iter().all(|&n| (800..=1_000).contains(&n)), "{lens:?}");
+        // 1000 each at first; the second gets what the first left, its comma counted.
+        assert_eq!(lens, [985, 999]);
         let fitted = fit_each(vec![json!("small"), big()], 2_000);
         assert_eq!(fitted[0], json!("small"));
         assert!(

@@ -208,13 +208,16 @@ fn tls_error(first: Option<&(dyn std::error::Error + 'static)>) -> Option<Error>
 
 /// A response body that fails with `connection-read-timeout` when no frame arrives within
 /// the between-bytes deadline.
-pub(crate) struct BetweenBytes {
-    inner: hyper::body::Incoming,
+pub(crate) struct BetweenBytes<B = hyper::body::Incoming> {
+    inner: B,
     limit: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
 }
 
-impl Body for BetweenBytes {
+impl<B> Body for BetweenBytes<B>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     type Data = Bytes;
     type Error = Error;
 
@@ -302,6 +305,34 @@ mod tests {
         let plain = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
         assert!(tls_error(Some(&plain)).is_none());
         assert!(tls_error(None).is_none());
+    }
+
+    /// The end-of-stream hint is the inner body's, never a guess: an empty body ends at once,
+    /// one with data does not (http-body: `is_end_stream` true means `poll_frame` gives
+    /// `None`). Catches the hint made a constant.
+    #[tokio::test]
+    async fn the_end_of_stream_hint_is_the_inner_bodys() {
+        use http_body_util::BodyExt;
+        let wrap = |inner| BetweenBytes {
+            inner,
+            limit: Duration::from_secs(1),
+            timer: Box::pin(tokio::time::sleep(Duration::from_secs(1))),
+        };
+        let never = |e: std::convert::Infallible| -> hyper::Error { match e {} };
+        let empty = wrap(
+            http_body_util::Empty::<Bytes>::new()
+                .map_err(never)
+                .boxed_unsync(),
+        );
+        assert!(empty.is_end_stream());
+        let full = wrap(
+            http_body_util::Full::new(Bytes::from_static(b"{}"))
+                .map_err(never)
+                .boxed_unsync(),
+        );
+        assert!(!full.is_end_stream());
+        let collected = full.collect().await.ok().unwrap().to_bytes();
+        assert_eq!(&collected[..], b"{}");
     }
 
     #[tokio::test]
