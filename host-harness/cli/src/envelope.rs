@@ -661,35 +661,28 @@ mod tests {
     /// marker counts what was left out. Catches any cost or count changed.
     #[test]
     fn strings_are_cut_by_their_json_cost() {
-        assert_eq!(
-            cut_string("abc", 64 + 2),
-            "ab[kosmo: truncated: 1 of 3 bytes omitted]"
-        );
-        assert_eq!(
-            cut_string("a\"bc", 64 + 3),
-            "a\"[kosmo: truncated: 2 of 4 bytes omitted]"
-        );
-        assert_eq!(
-            cut_string("a\"bc", 64 + 2),
-            "a[kosmo: truncated: 3 of 4 bytes omitted]"
-        );
-        assert_eq!(
-            cut_string("a\u{1}b", 64 + 6),
-            "a[kosmo: truncated: 2 of 3 bytes omitted]"
-        );
-        assert_eq!(
-            cut_string("a\u{1}b", 64 + 7),
-            "a\u{1}[kosmo: truncated: 1 of 3 bytes omitted]"
-        );
-        // A space is printable: one byte, not an escape.
-        assert_eq!(
-            cut_string("a b", 64 + 3),
-            "a b[kosmo: truncated: 0 of 3 bytes omitted]"
-        );
-        assert_eq!(
-            cut_string("éé", 64 + 3),
-            "é[kosmo: truncated: 2 of 4 bytes omitted]"
-        );
+        // (text, budget beyond the 64-byte marker room, what is kept)
+        let cases = [
+            ("abc", 2, "ab"),
+            ("a\"bc", 3, "a\""),
+            ("a\"bc", 2, "a"),
+            ("a\u{1}b", 6, "a"),
+            ("a\u{1}b", 7, "a\u{1}"),
+            // A space is printable: one byte, not an escape.
+            ("a b", 3, "a b"),
+            ("éé", 3, "é"),
+        ];
+        for (text, room, kept) in cases {
+            let omitted = text.len() - kept.len();
+            assert_eq!(
+                cut_string(text, 64 + room),
+                format!(
+                    "{kept}[kosmo: truncated: {omitted} of {} bytes omitted]",
+                    text.len()
+                ),
+                "{text:?} in {room}"
+            );
+        }
         assert_eq!(
             cut_string("abc", 10),
             "[kosmo: truncated: 3 of 3 bytes omitted]"
