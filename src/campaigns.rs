@@ -1,28 +1,12 @@
 //! Campaigns: `GET /api/campaigns`, which Klaviyo refuses without a `messages.channel` filter
 //! (required since revision 2023-07-15), so it lists one channel per request.
 
-use serde_json::Value;
-
 use crate::http::{self, Request};
 use crate::jsonapi::{self, Resource};
 use crate::paging::{self, Stream};
 use crate::{Campaign, CampaignPage, Channel, Error, ListCampaignsArgs, args};
 
 /// Ids of an audience list (`audiences.included` / `audiences.excluded`).
-fn ids(audiences: &Value, key: &str) -> Vec<String> {
-    audiences
-        .get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The filter value Klaviyo expects for a channel.
 fn channel_value(c: Channel) -> &'static str {
     match c {
         Channel::Email => "email",
@@ -31,16 +15,22 @@ fn channel_value(c: Channel) -> &'static str {
     }
 }
 
-fn to_campaign(mut r: Resource, channel: Channel) -> Campaign {
-    let audiences = r.take("audiences");
+fn to_campaign(r: Resource, channel: Channel) -> Campaign {
+    let audiences = r.object("audiences");
+    let ids = |key: &str| {
+        audiences
+            .as_ref()
+            .map(|a| a.strings(key))
+            .unwrap_or_default()
+    };
     Campaign {
         name: r.text("name").unwrap_or_default(),
         channel,
         status: r.text("status").unwrap_or_default(),
         archived: r.flag("archived").unwrap_or(false),
-        included_audiences: ids(&audiences, "included"),
-        excluded_audiences: ids(&audiences, "excluded"),
-        send_strategy: jsonapi::text_of(&r.take("send_strategy"), "method"),
+        included_audiences: ids("included"),
+        excluded_audiences: ids("excluded"),
+        send_strategy: r.object("send_strategy").and_then(|s| s.text("method")),
         created_at: r.text("created_at").unwrap_or_default(),
         updated_at: r.text("updated_at").unwrap_or_default(),
         scheduled_at: r.text("scheduled_at"),

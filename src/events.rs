@@ -1,6 +1,6 @@
 //! Events: `POST /api/events`, `GET /api/events/{id}` and `GET /api/events`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::http::{self, Request, Verb};
 use crate::jsonapi::{self, Resource};
@@ -20,9 +20,9 @@ fn with_metric(req: Request) -> Request {
 fn to_event(r: Resource) -> Event {
     // Create sends `value`; reads return it as `event_properties.$value`.
     let properties = r.object_text("event_properties");
-    let value = serde_json::from_str::<Value>(&properties)
-        .ok()
-        .and_then(|p| p.get("$value").and_then(jsonapi::number));
+    let value = r
+        .deferred("event_properties")
+        .and_then(|p| p.object()?.number("$value"));
     Event {
         metric_name: r.related_text("metric", "name"),
         metric_id: r.related_id("metric"),

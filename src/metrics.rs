@@ -5,11 +5,11 @@ use crate::http::{self, Request};
 use crate::jsonapi::{self, Resource};
 use crate::{Error, ListMetricsArgs, Metric, MetricPage, args};
 
-fn to_metric(mut r: Resource) -> Metric {
+fn to_metric(r: Resource) -> Metric {
     // `integration` is a free-form object in MetricResponseObjectResource (nullable);
     // Klaviyo gives it `id`, `name` and `category`.
-    let integration = r.take("integration");
-    let field = |key: &str| jsonapi::text_of(&integration, key);
+    let integration = r.object("integration");
+    let field = |key: &str| integration.as_ref().and_then(|i| i.text(key));
     Metric {
         name: r.text("name"),
         integration_id: field("id"),

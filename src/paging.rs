@@ -359,7 +359,7 @@ mod tests {
             let next = (end < ids.len()).then(|| end.to_string());
             let page = ids[start..end]
                 .iter()
-                .map(|id| Resource::from_value(serde_json::json!({"id": id.to_string()})).unwrap())
+                .map(|id| Resource::parse(&format!(r#"{{"id": "{id}"}}"#)).unwrap())
                 .collect();
             Ok((page, next))
         }

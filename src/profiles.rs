@@ -14,23 +14,20 @@ use crate::{
 
 /// Map a profile resource (ProfileResponseObjectResource, or ListMemberResponseObjectResource
 /// which adds `joined_group_at`) onto the WIT record.
-pub fn to_profile(mut r: Resource) -> Profile {
-    let location = match r.take("location") {
-        l @ Value::Object(_) => Some(Location {
-            address1: jsonapi::text_of(&l, "address1"),
-            address2: jsonapi::text_of(&l, "address2"),
-            city: jsonapi::text_of(&l, "city"),
-            country: jsonapi::text_of(&l, "country"),
-            region: jsonapi::text_of(&l, "region"),
-            zip: jsonapi::text_of(&l, "zip"),
-            timezone: jsonapi::text_of(&l, "timezone"),
-            ip: jsonapi::text_of(&l, "ip"),
-            // The spec types coordinates as `oneOf: [string, number]`; keep numbers.
-            latitude: l.get("latitude").and_then(jsonapi::number),
-            longitude: l.get("longitude").and_then(jsonapi::number),
-        }),
-        _ => None,
-    };
+pub fn to_profile(r: Resource) -> Profile {
+    let location = r.object("location").map(|l| Location {
+        address1: l.text("address1"),
+        address2: l.text("address2"),
+        city: l.text("city"),
+        country: l.text("country"),
+        region: l.text("region"),
+        zip: l.text("zip"),
+        timezone: l.text("timezone"),
+        ip: l.text("ip"),
+        // The spec types coordinates as `oneOf: [string, number]`; keep numbers.
+        latitude: l.number("latitude"),
+        longitude: l.number("longitude"),
+    });
     Profile {
         email: r.text("email"),
         phone_number: r.text("phone_number"),
