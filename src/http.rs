@@ -363,13 +363,18 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
         }
     };
     let status = response.status();
-    // Klaviyo sends `Retry-After` as integer seconds on 429 (rate-limit docs).
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .first()
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse::<u32>().ok());
+    // Klaviyo sends `Retry-After` as integer seconds on 429 (rate-limit docs); only an error
+    // reads it, so a success does not copy the response's headers into a `fields` resource.
+    let retry_after = if (200..300).contains(&status) {
+        None
+    } else {
+        response
+            .headers()
+            .get("retry-after")
+            .first()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
     let Ok(incoming) = response.consume() else {
         return failed(ErrorKind::Transport, "the response body was already taken");
     };

@@ -30,8 +30,20 @@ pub struct Target {
 }
 
 impl Target {
-    /// The target from the component's environment (empty in kosmo: egress injection).
-    pub fn from_environment() -> Result<Target, Error> {
+    /// The target from the component's environment (empty in kosmo: egress injection),
+    /// read once per instance: `wasi:cli/environment` gives an instance the same variables
+    /// for its whole life, and a host may keep an instance for many calls.
+    pub fn from_environment() -> Result<&'static Target, Error> {
+        static TARGET: std::sync::OnceLock<Target> = std::sync::OnceLock::new();
+        if let Some(target) = TARGET.get() {
+            return Ok(target);
+        }
+        // A refused variable is not kept: every call reports it.
+        let target = Target::read_environment()?;
+        Ok(TARGET.get_or_init(|| target))
+    }
+
+    fn read_environment() -> Result<Target, Error> {
         let env = wasip2::cli::environment::get_environment();
         let var = |name: &str| {
             env.iter()
