@@ -21,6 +21,8 @@
 //! - [`egress`]: the policy seam [`EgressPolicy`] with Klaviyo's rules ([`KlaviyoPolicy`]),
 //!   apart from the wasi-http plumbing that applies it, clamps timeouts and caps bodies;
 //! - `pool`: keep-alive connections, one pool per account, dropped when idle;
+//! - `outgoing`: `wasi:http/outgoing-handler` as wasmtime-wasi-http ships it, less its leak of
+//!   `request-options`;
 //! - [`cache`]: the compiled-component cache;
 //! - [`convert`]: JSON <-> component values, driven by the component's WIT types;
 //! - [`catalog`]: the functions, their parameters, access kinds and docs, read from the WIT;
@@ -40,6 +42,7 @@ pub mod egress;
 pub mod error;
 pub mod host;
 pub mod names;
+mod outgoing;
 pub mod policy;
 mod pool;
 pub mod runtime;

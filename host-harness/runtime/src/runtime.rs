@@ -352,7 +352,7 @@ impl RuntimeBuilder {
         };
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        crate::outgoing::add_to_linker(&mut linker)?;
         let pre = linker.instantiate_pre(&component)?;
         let functions = exported_functions(&engine, &component)?;
         let pools = Pools::new(
@@ -691,10 +691,9 @@ impl Runtime {
             Ok(Ok((results, guest))) => {
                 stages.guest = guest;
                 // Only a call that ran to its end leaves an instance fit for the next one, and
-                // only while its Store holds few host resources: wasmtime-wasi-http 48's
-                // `outgoing-handler.handle` reads the `request-options` it is given and never
-                // deletes it, so every request with options leaves one entry behind (measured:
-                // one per call); a kept Store is dropped once they add up.
+                // only while its Store holds few host resources: a clean call of the Klaviyo
+                // component leaves none (`outgoing.rs` deletes what wasmtime-wasi-http 48
+                // leaves), and a component that leaves some is renewed before they add up.
                 if let Some(instance) = used
                     && config.reuse_instances
                     && store.data().limits.largest <= WARM_MEMORY_BYTES

@@ -190,6 +190,29 @@ async fn memory_grows_to_exactly_the_limit_and_host_resources_are_capped() {
     assert_eq!(e.code, "plugin_trap", "{e}");
 }
 
+/// A kept instance whose calls leave host resources behind is renewed before they add up:
+/// past 16 in its Store it is dropped, and the account's next call starts fresh, so a
+/// leaking component cannot grow the host's table across calls. Catches: reuse with no
+/// bound on what a kept Store holds (every call after the first would be reused).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_instance_that_leaks_host_resources_is_renewed() {
+    let (_emulator, account) = account().await;
+    let runtime = adversary();
+    let mut fresh = 0;
+    for _ in 0..40 {
+        let outcome = runtime
+            .call_with_log(&account, "get_profile", &json!({"profile_id": "leak-one"}))
+            .await;
+        let e = outcome.result.expect_err("the adversary always fails");
+        assert_eq!(e.message, "left one host resource behind", "{e}");
+        if !outcome.stages.reused {
+            fresh += 1;
+        }
+    }
+    // 17 leaked resources pass the bound: fresh at calls 1, 18 and 35.
+    assert_eq!(fresh, 3, "fresh instances in 40 leaking calls");
+}
+
 /// The runtime that saw the traps keeps serving: more traps than it has instance slots
 /// (256) are each a `plugin_trap`, never `busy`, and the account's next call runs in a fresh
 /// instance (a trapped one is never kept), whose clean end is then kept for the call after.
