@@ -10,8 +10,8 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method,
-    OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, FutureIncomingResponse, IncomingResponse, Method, OutgoingBody,
+    OutgoingRequest, RequestOptions, Scheme,
 };
 use wasip2::io::streams::StreamError;
 
@@ -320,40 +320,48 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
     let _ = options.set_connect_timeout(Some(nanos(CONNECT_TIMEOUT)));
     let _ = options.set_first_byte_timeout(Some(nanos(FIRST_BYTE_TIMEOUT)));
     let _ = options.set_between_bytes_timeout(Some(nanos(BETWEEN_BYTES_TIMEOUT)));
-    let Ok(outgoing_body) = request.body() else {
-        return failed(ErrorKind::Transport, "the request body was already taken");
+    // A request without a body never takes its body resource: wasi-http then sends it empty
+    // (a GET carries no `content-length`), two host calls fewer per read.
+    let outgoing_body = match body {
+        Some(bytes) => match request.body() {
+            Ok(outgoing_body) => Some((outgoing_body, bytes)),
+            Err(()) => return failed(ErrorKind::Transport, "the request body was already taken"),
+        },
+        None => None,
     };
     let future = match outgoing_handler::handle(request, Some(options)) {
         Ok(f) => f,
         Err(code) => return from_code(&code, target),
     };
-    if let Some(bytes) = body {
-        let Ok(stream) = outgoing_body.write() else {
-            return failed(ErrorKind::Transport, "the request body stream was refused");
-        };
-        // `blocking-write-and-flush` takes at most 4096 bytes per call (wasi:io/streams).
-        for chunk in bytes.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                // The body cannot go because the request failed underneath (a refused
-                // connection races the first write): its future says why. The body is
-                // dropped unfinished first, which tells the host the request is abandoned.
-                drop(stream);
-                drop(outgoing_body);
-                if let Some(Ok(Err(code))) = wait(&future) {
-                    return from_code(&code, target);
+    if let Some((outgoing_body, bytes)) = outgoing_body {
+        {
+            let Ok(stream) = outgoing_body.write() else {
+                return failed(ErrorKind::Transport, "the request body stream was refused");
+            };
+            // `blocking-write-and-flush` takes at most 4096 bytes per call (wasi:io/streams).
+            for chunk in bytes.chunks(4096) {
+                if stream.blocking_write_and_flush(chunk).is_err() {
+                    // The body cannot go because the request failed underneath (a refused
+                    // connection races the first write): its future says why. The body is
+                    // dropped unfinished first, which tells the host the request is abandoned.
+                    drop(stream);
+                    drop(outgoing_body);
+                    if let Some(Ok(Err(code))) = wait(&future) {
+                        return from_code(&code, target);
+                    }
+                    return failed(
+                        ErrorKind::Transport,
+                        format!(
+                            "the connection to Klaviyo at {} closed while sending the request",
+                            host_port(target)
+                        ),
+                    );
                 }
-                return failed(
-                    ErrorKind::Transport,
-                    format!(
-                        "the connection to Klaviyo at {} closed while sending the request",
-                        host_port(target)
-                    ),
-                );
             }
         }
-    }
-    if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
-        return from_code(&code, target);
+        if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
+            return from_code(&code, target);
+        }
     }
     let response = match wait(&future) {
         Some(Ok(Ok(response))) => response,
@@ -407,8 +415,9 @@ fn send_once(target: &Target, verb: Verb, path_and_query: &str, body: Option<&[u
             }
         }
     }
+    // Dropped rather than finished: no trailers are read (one host call fewer).
     drop(stream);
-    drop(IncomingBody::finish(incoming));
+    drop(incoming);
     Attempt::Answered {
         status,
         retry_after,
@@ -440,10 +449,12 @@ fn append_capped(bytes: &mut Vec<u8>, chunk: &[u8]) -> Result<(), ()> {
 fn wait(
     future: &FutureIncomingResponse,
 ) -> Option<Result<Result<IncomingResponse, ErrorCode>, ()>> {
+    // A request just handed over is never answered yet: wait first, then read it (asking
+    // first would be one host call more per request).
     loop {
-        match future.get() {
-            None => future.subscribe().block(),
-            ready => return ready,
+        future.subscribe().block();
+        if let ready @ Some(_) = future.get() {
+            return ready;
         }
     }
 }
