@@ -43,7 +43,10 @@ mod sandbox;
 mod show;
 mod values;
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use mlua::chunk::ChunkMode;
@@ -59,7 +62,7 @@ pub use values::{ConvertError, SORT_BYTES, dump, from_json, to_json, to_json_los
 use globals::{first_line, is_memory_error};
 use limits::{Budget, INTERRUPTED_MESSAGE, LimitHit, Output, over_message, show_bytes};
 use location::Location;
-use proxy::{Calls, MainThread};
+use proxy::{CallSlot, Calls, MainThread};
 use sandbox::Prelude;
 
 /// What one evaluation gave.
@@ -166,6 +169,8 @@ pub struct Session {
     /// Where `log` writes: `output` itself unless the embedder gave `live_log`.
     log: Arc<Output>,
     main: MainThread,
+    /// Where the script's Klaviyo functions leave their calls for [`Session::drive`].
+    slot: CallSlot,
     limits: Limits,
 }
 
@@ -215,6 +220,7 @@ impl Session {
             None => output.clone(),
         };
         let main = MainThread::default();
+        let slot = CallSlot::default();
         let setup = || -> mlua::Result<(Lua, Prelude)> {
             let (lua, prelude) = sandbox::new_state(budget.clone())?;
             globals::install(
@@ -232,6 +238,7 @@ impl Session {
                 budget: budget.clone(),
                 main: main.clone(),
                 argument_bytes: limits.argument_bytes,
+                slot: slot.clone(),
             };
             let mut others = Vec::new();
             if let Some(tools) = &options.tools {
@@ -267,6 +274,7 @@ impl Session {
             output,
             log,
             main,
+            slot,
             limits,
         })
     }
@@ -336,6 +344,7 @@ impl Session {
         self.output.reset();
         self.log.reset();
         location::forget_callers(&self.lua);
+        self.slot.clear();
         self.host.take_records();
         self.budget.arm(self.limits.cpu);
     }
@@ -386,7 +395,7 @@ impl Session {
         // call); running Lua code it stops through the hook (`Budget::check`).
         let raced = tokio::select! {
             biased;
-            done = tokio::time::timeout(self.limits.wall, future) => Some(done),
+            done = tokio::time::timeout(self.limits.wall, self.drive(future)) => Some(done),
             () = self.budget.interrupted() => None,
         };
         let Some(done) = raced else {
@@ -447,6 +456,36 @@ impl Session {
         }
     }
 
+    /// Runs the script's thread to its end, making the Klaviyo calls it leaves in the slot
+    /// (see [`proxy::CallSlot`]) as it yields for them: here, so that a call's future is
+    /// part of this one rather than a fresh allocation each time.
+    async fn drive<T>(&self, thread: impl Future<Output = mlua::Result<T>>) -> mlua::Result<T> {
+        let mut thread = pin!(thread);
+        loop {
+            let ended = poll_fn(|cx| match thread.as_mut().poll(cx) {
+                Poll::Ready(ended) => Poll::Ready(Some(ended)),
+                // A Klaviyo function yielded mlua's "pending" mark: no waker is due.
+                Poll::Pending if self.slot.requested() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await;
+            if let Some(ended) = ended {
+                return ended;
+            }
+            let Some(call) = self.slot.take_request() else {
+                continue;
+            };
+            self.budget.pause();
+            let target = &call.target;
+            let outcome = self
+                .host
+                .invoke(target.account.as_deref(), &target.name, &call.args)
+                .await;
+            self.budget.resume();
+            self.slot.finish(outcome);
+        }
+    }
+
     /// The returned values as JSON, within [`Limits::result_bytes`] all together.
     fn results(&self, values: &[LuaValue]) -> Result<Vec<Value>, Value> {
         let converted = self
@@ -483,6 +522,7 @@ impl Session {
 
     fn finish(&self, run: Run, started: Instant) -> EvalOutcome {
         self.budget.expire();
+        self.slot.clear();
         EvalOutcome {
             success: run.success,
             output: self.output.take(),
@@ -1110,6 +1150,91 @@ mod tests {
         assert!(s.eval_interactive("local function g()").await.incomplete);
         assert!(s.eval("local z = 1", "=eval").await.success);
         assert_eq!(s.eval("return z", "=eval").await.result, vec![json!(null)]);
+    }
+
+    /// A Klaviyo function yields to the evaluation, which makes the call: through `pcall`,
+    /// with `:`, and each leaves its record. Where it cannot yield it is refused: from a
+    /// coroutine (`unsupported`), and inside a call from C (a `table.sort` comparator) with
+    /// Lua's own error, unless the host refuses the call at once (bad arguments).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn klaviyo_calls_yield_to_the_evaluation_where_they_can() {
+        let (s, _emulator) = emulated(SessionOptions::default()).await;
+        let code = "local k = app.integrations.klaviyo\n\
+                    local ok, got = pcall(k.list_lists, {})\n\
+                    assert(ok and got.items, tostring(got))\n\
+                    assert(k:list_lists({}).items and k.staging.list_lists({}).items)\n\
+                    local ok, e = pcall(k.get_profile, {profile_id = '01NOPE'})\n\
+                    assert(not ok and e.code == 'not_found' and e.line == 5, tostring(e))\n\
+                    local _, e = coroutine.wrap(function() return pcall(k.list_lists, {}) end)()\n\
+                    assert(e.code == 'unsupported', tostring(e))\n\
+                    local ok, e = pcall(table.sort, {2, 1}, function(a, b) k.list_lists({}) return a < b end)\n\
+                    assert(not ok and e:find('attempt to yield across a C%-call boundary'), tostring(e))\n\
+                    local ok, e = pcall(table.sort, {2, 1}, function(a, b) k.get_profile(print) return a < b end)\n\
+                    assert(not ok and e.code == 'invalid_argument', tostring(e))\n\
+                    return 'done'";
+        let out = s.eval(code, "=eval").await;
+        assert!(out.success, "{:?}", out.error);
+        assert_eq!(out.result, vec![json!("done")]);
+        let calls: Vec<(&str, &str)> = out
+            .calls
+            .iter()
+            .map(|c| (c.path.as_str(), c.account.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("klaviyo.list_lists", "default"),
+                ("klaviyo.list_lists", "default"),
+                ("klaviyo.list_lists", "staging"),
+                ("klaviyo.get_profile", "default"),
+            ]
+        );
+        // An account that is not configured is refused at once, even where nothing yields.
+        let s = session();
+        let code = "local ok, e = pcall(table.sort, {2, 1}, function(a, b) \
+                    app.integrations.klaviyo.list_lists({}) return a < b end) return e.code";
+        let out = s.eval(code, "=eval").await;
+        assert_eq!(out.result, vec![json!("not_configured")], "{out:?}");
+    }
+
+    /// `app` and `app.integrations` find their names without calling the host; a missing
+    /// name, a write, `tostring` and `pairs` behave as on the other proxies.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_top_proxies_stay_read_only_and_name_what_is_missing() {
+        let s = session();
+        let out = s
+            .eval(
+                "local _, a = pcall(function() return app.nope end)\n\
+                 local _, b = pcall(function() return app.integrations.klavyo end)\n\
+                 local ok, c = pcall(function() app.integrations = 1 end)\n\
+                 local names = {} for k in pairs(app.integrations) do names[#names + 1] = k end\n\
+                 return a.code, a.message, a.line, b.code, b.message, ok, c, tostring(app), names",
+                "=eval",
+            )
+            .await;
+        assert!(out.success, "{:?}", out.error);
+        assert_eq!(out.result[0], "unknown_name");
+        assert_eq!(
+            out.result[1],
+            "Unknown name: app.nope (known: integrations)"
+        );
+        assert_eq!(out.result[2], 1);
+        assert_eq!(out.result[3], "unknown_name");
+        assert_eq!(
+            out.result[4],
+            "Unknown integration: app.integrations.klavyo. Did you mean `app.integrations.klaviyo`?"
+        );
+        assert_eq!(out.result[5], false);
+        assert!(
+            out.result[6]
+                .as_str()
+                .unwrap()
+                .contains("app is read-only (cannot set integrations)"),
+            "{:?}",
+            out.result[6]
+        );
+        assert_eq!(out.result[7], "app: integrations");
+        assert_eq!(out.result[8], json!(["klaviyo"]));
     }
 
     #[tokio::test(flavor = "multi_thread")]

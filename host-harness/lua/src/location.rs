@@ -75,19 +75,35 @@ fn describe(
     src: &str,
     defined: Option<usize>,
 ) -> String {
-    let cut = |n: &str| {
+    let mut out = String::new();
+    describe_into(&mut out, what, name, name_what, src, defined);
+    out
+}
+
+/// [`describe`], written over `out` (whose allocation is reused).
+fn describe_into(
+    out: &mut String,
+    what: &str,
+    name: Option<&str>,
+    name_what: Option<&str>,
+    src: &str,
+    defined: Option<usize>,
+) {
+    use std::fmt::Write;
+    fn cut(n: &str) -> &str {
         let mut end = n.len().min(NAME_BYTES);
         while !n.is_char_boundary(end) {
             end -= 1;
         }
-        n[..end].to_string()
-    };
-    match (name, name_what) {
-        (Some(name), Some("global") | None) => format!("function '{}'", cut(name)),
-        (Some(name), Some(kind)) if !kind.is_empty() => format!("{kind} '{}'", cut(name)),
-        _ if what == "main" => "main chunk".into(),
-        _ => format!("function <{src}:{}>", defined.unwrap_or(0)),
+        &n[..end]
     }
+    out.clear();
+    let _ = match (name, name_what) {
+        (Some(name), Some("global") | None) => write!(out, "function '{}'", cut(name)),
+        (Some(name), Some(kind)) if !kind.is_empty() => write!(out, "{kind} '{}'", cut(name)),
+        _ if what == "main" => write!(out, "main chunk"),
+        _ => write!(out, "function <{src}:{}>", defined.unwrap_or(0)),
+    };
 }
 
 /// The stack level `level` of the running thread, `None` past its bottom.
@@ -123,19 +139,45 @@ fn level(lua: &Lua, level: usize) -> Option<Level> {
 }
 
 /// Keep where the script is as the place `function` (an `app` function it is looking up)
-/// will be called from, should it be tail-called (see [`LookedUp`]).
+/// will be called from, should it be tail-called (see [`LookedUp`]). Called by the `app`
+/// proxies' `__index` (a host Lua closure) through a host function: those two frames are
+/// skipped unread. This runs on every call a script makes, so the last place is updated in
+/// place (a loop looks its functions up from the same frame every time: no allocation).
 pub(crate) fn remember_caller(lua: &Lua, function: &mlua::Function) {
-    let frame = (0..LEVELS)
-        .map_while(|l| level(lua, l))
-        .find_map(|l| match l {
-            Level::Script { frame, .. } => Some(frame),
-            _ => None,
+    let function = function.to_pointer() as usize;
+    for l in 2..LEVELS {
+        let found = lua.inspect_stack(l, |debug| {
+            let source = debug.source();
+            if source.what == "C" || is_host_chunk(source.source.as_deref()) {
+                return false;
+            }
+            let src = source.short_src.as_deref().unwrap_or("?");
+            let names = debug.names();
+            let line = debug.current_line();
+            let (name, name_what) = (names.name.as_deref(), names.name_what);
+            let (what, defined) = (source.what, source.line_defined);
+            if let Some(mut kept) = lua.app_data_mut::<LookedUp>() {
+                kept.function = function;
+                kept.frame.line = line;
+                kept.frame.source.clear();
+                kept.frame.source.push_str(src);
+                describe_into(&mut kept.frame.what, what, name, name_what, src, defined);
+                return true;
+            }
+            lua.set_app_data(LookedUp {
+                function,
+                frame: Frame {
+                    source: src.to_string(),
+                    line,
+                    what: describe(what, name, name_what, src, defined),
+                },
+            });
+            true
         });
-    if let Some(frame) = frame {
-        lua.set_app_data(LookedUp {
-            function: function.to_pointer() as usize,
-            frame,
-        });
+        match found {
+            Some(true) | None => return,
+            Some(false) => {}
+        }
     }
 }
 

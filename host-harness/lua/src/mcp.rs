@@ -147,7 +147,7 @@ pub(crate) fn install(
         entries.raw_set(name, node)?;
         listing.push(name.to_string());
     }
-    lua.create_userdata(Node::new("app.mcp".into(), entries, listing, "MCP server"))
+    Node::new("app.mcp".into(), entries, listing, "MCP server").create(lua)
 }
 
 /// `app.mcp.<server>`: a function for every string key (see the module's documentation).
@@ -275,9 +275,9 @@ fn invoke_function(
                 if !on_main {
                     return failed(&lua, &named(off_main(&path)));
                 }
-                let shown = format!("app.{path}");
+                let shown = || format!("app.{path}");
                 let args =
-                    match call_arguments(&lua, &args, calls.argument_bytes, &path, &shown, "")? {
+                    match call_arguments(&lua, &args, calls.argument_bytes, &path, shown, "")? {
                         Ok(v) => v,
                         Err(e) => return failed(&lua, &named(e)),
                     };

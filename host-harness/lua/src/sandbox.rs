@@ -32,7 +32,7 @@ local G, limit_hit, locate = ...
 local raw_pcall, raw_xpcall, raw_error, raw_load = pcall, xpcall, error, load
 local type, getmetatable, raw_setmetatable, rawget = type, getmetatable, setmetatable, rawget
 local pack, unpack = table.pack, table.unpack
-local co_resume = coroutine.resume
+local co_resume, co_yield, isyieldable = coroutine.resume, coroutine.yield, coroutine.isyieldable
 
 -- A limit (CPU, output) must end the script: a pcall in the script may not swallow it.
 local function pass(ok, ...)
@@ -76,19 +76,57 @@ local function lift(f)
   end
 end
 
--- A Klaviyo function bound to an account; errors are raised as the error table itself.
+-- The Klaviyo functions: `__index` remembers where the script looks one up.
+local app_functions = raw_setmetatable({}, {__mode = "k", __metatable = false})
+
+-- A Klaviyo function (`target`: its account and name, as `start` knows them); errors are
+-- raised as the error table itself. `start` checks the call and leaves it for the host,
+-- giving `pending`; yielding that to the evaluation has the host make it, and `finish`
+-- gives its outcome. A call refused at once gives its outcome from `start` (`true, result`
+-- or `false, error table`). Every call runs this: `b` is tested before `type` is called.
+local function make_call(start, finish, pending, target)
+  local function call(a, b)
+    if b ~= nil and type(a) == "userdata" then a = b end -- called with `:`
+    local ok, r = start(target, a, isyieldable())
+    if ok == pending then
+      co_yield(pending)
+      ok, r = finish()
+    end
+    if ok then return r end
+    raw_error(r, 2)
+  end
+  app_functions[call] = true
+  return call
+end
+
+-- A function bound to an async host function `invoke` (an MCP tool); errors are raised as
+-- the error table itself. `invoke` gives exactly two values (no table to pack them in).
 local function make_fn(invoke, account, name)
   return function(a, b)
     if type(a) == "userdata" and b ~= nil then a = b end -- called with `:`
-    local r = pack(invoke(account, name, a))
-    if r[1] then return r[2] end
-    raw_error(r[2], 2)
+    local ok, r = invoke(account, name, a)
+    if ok then return r end
+    raw_error(r, 2)
   end
 end
 
--- `__index` of the app proxies: lookups that fail raise an error table.
-local function make_index(lookup)
+-- What each app proxy holds (proxy -> its entries), for `__index` to find a name without
+-- calling the host; only a missing name goes to `lookup`, for its error.
+local node_entries = raw_setmetatable({}, {__mode = "k", __metatable = false})
+
+-- `__index` of the app proxies: lookups that fail raise an error table. `remember` keeps
+-- where the script is when it looks up a Klaviyo function (see
+-- `location::remember_caller`; `lookup` does it for the other functions).
+local function make_index(lookup, remember)
   return function(self, key)
+    local entries = node_entries[self]
+    if entries ~= nil then
+      local v = entries[key]
+      if v ~= nil then
+        if app_functions[v] then remember(v) end
+        return v
+      end
+    end
     local v, err = lookup(self, key)
     if err ~= nil then raw_error(err, 2) end
     return v
@@ -129,9 +167,9 @@ local function runner(script, ...)
 end
 
 return {
-  runner = runner, lift = lift, make_fn = make_fn, make_index = make_index,
-  make_newindex = make_newindex, error_mt = error_mt, host_errors = host_errors,
-  tostring = tostring, next = next,
+  runner = runner, lift = lift, make_call = make_call, make_fn = make_fn, make_index = make_index,
+  make_newindex = make_newindex, node_entries = node_entries, error_mt = error_mt,
+  host_errors = host_errors, tostring = tostring, next = next,
 }
 "#;
 
@@ -143,12 +181,16 @@ pub(crate) struct Prelude {
     pub runner: Function,
     /// `lift(f)`: wrap a `(ok, ...)`-returning Rust function into one that raises.
     pub lift: Function,
-    /// `make_fn(invoke, account, name)`.
+    /// `make_call(start, finish, pending, target)`: a Klaviyo function.
+    pub make_call: Function,
+    /// `make_fn(invoke, account, name)`: an MCP tool.
     pub make_fn: Function,
-    /// `make_index(lookup)`.
+    /// `make_index(lookup, remember)`.
     pub make_index: Function,
     /// `make_newindex(describe)`.
     pub make_newindex: Function,
+    /// Weak-keyed: each app proxy -> the table of what it holds.
+    pub node_entries: Table,
     /// Metatable of error tables (`__tostring` gives `code: message`).
     pub error_mt: Table,
     /// Weak-keyed: each error table the host made -> the code it gave it.
@@ -185,9 +227,11 @@ pub(crate) fn new_state(budget: Arc<Budget>) -> mlua::Result<(Lua, Prelude)> {
     let prelude = Prelude {
         runner: handles.get("runner")?,
         lift: handles.get("lift")?,
+        make_call: handles.get("make_call")?,
         make_fn: handles.get("make_fn")?,
         make_index: handles.get("make_index")?,
         make_newindex: handles.get("make_newindex")?,
+        node_entries: handles.get("node_entries")?,
         error_mt: handles.get("error_mt")?,
         host_errors: handles.get("host_errors")?,
         tostring: handles.get("tostring")?,

@@ -14,7 +14,7 @@ use std::ffi::c_void;
 use std::fmt;
 use std::io;
 
-use mlua::{Lua, LuaSerdeExt, Table, Value as LuaValue};
+use mlua::{Either, Lua, LuaSerdeExt, Table, Value as LuaValue};
 use serde_json::{Map, Number, Value};
 
 use crate::limits::{VALUE_OVERHEAD, show_bytes};
@@ -180,14 +180,15 @@ trait Sink {
     /// An object of `len` entries begins.
     fn begin_object(&mut self, len: usize, depth: usize) -> Result<(), ConvertError>;
     /// The key of entry `index` of the innermost object.
-    fn key(&mut self, index: usize, key: &str, depth: usize) -> Result<(), ConvertError>;
+    fn key(&mut self, index: usize, key: String, depth: usize) -> Result<(), ConvertError>;
     fn end_object(&mut self, len: usize, depth: usize) -> Result<(), ConvertError>;
 }
 
 /// Walks a Lua value for a [`Sink`]: arrays or objects, sorted keys, cycles and depth.
 struct Walker<'a, S> {
     lua: &'a Lua,
-    seen: HashSet<*const c_void>,
+    /// The tables on the current path (at most [`MAX_DEPTH`]): a cycle comes back to one.
+    seen: Vec<*const c_void>,
     lossy: bool,
     sink: &'a mut S,
     /// Host memory the entries being sorted hold (the objects on the current path).
@@ -198,7 +199,7 @@ impl<'a, S: Sink> Walker<'a, S> {
     fn new(lua: &'a Lua, lossy: bool, sink: &'a mut S) -> Self {
         Walker {
             lua,
-            seen: HashSet::new(),
+            seen: Vec::new(),
             lossy,
             sink,
             sorting: 0,
@@ -259,16 +260,17 @@ impl<'a, S: Sink> Walker<'a, S> {
             return self.invalid(message, None, depth);
         }
         let ptr = t.to_pointer();
-        if !self.seen.insert(ptr) {
+        if self.seen.contains(&ptr) {
             let message = "a table that contains itself cannot be converted to JSON".to_string();
             return self.invalid(message, Some("<cycle>".into()), depth);
         }
+        self.seen.push(ptr);
         let result = if is_array(self.lua, t) {
             self.array(t, depth)
         } else {
             self.object(t, depth)
         };
-        self.seen.remove(&ptr);
+        self.seen.pop();
         result
     }
 
@@ -287,11 +289,12 @@ impl<'a, S: Sink> Walker<'a, S> {
         let before = self.sorting;
         let result = self.entries(t).and_then(|entries| {
             self.sink.begin_object(entries.len(), depth)?;
-            for (i, (key, value)) in entries.iter().enumerate() {
+            let len = entries.len();
+            for (i, (key, value)) in entries.into_iter().enumerate() {
                 self.sink.key(i, key, depth + 1)?;
-                self.value(value, depth + 1)?;
+                self.value(&value, depth + 1)?;
             }
-            self.sink.end_object(entries.len(), depth)
+            self.sink.end_object(len, depth)
         });
         self.sorting = before;
         result
@@ -304,37 +307,24 @@ impl<'a, S: Sink> Walker<'a, S> {
     fn entries(&mut self, t: &Table) -> Result<Vec<(String, LuaValue)>, ConvertError> {
         let mut entries: Vec<(String, LuaValue)> = Vec::new();
         let mut key_bytes = 0usize;
-        for pair in t.pairs::<LuaValue, LuaValue>() {
-            let (k, v) = pair?;
-            self.sorting = self.sorting.saturating_add(ENTRY_BYTES);
-            if self.sorting > SORT_BYTES {
-                return Err(ConvertError::TooManyKeys(SORT_BYTES));
-            }
-            let key = match &k {
-                LuaValue::String(s) => {
-                    let bytes = s.as_bytes();
-                    key_bytes = key_bytes.saturating_add(bytes.len());
-                    if key_bytes > self.sink.room() {
-                        return Err(self.too_large());
-                    }
-                    self.sorting = self.sorting.saturating_add(bytes.len());
-                    String::from_utf8_lossy(&bytes).into_owned()
+        let mut failed = None;
+        // `for_each` walks the table under one protected call; `pairs` costs a call into
+        // mlua per entry (this runs on the arguments of every Klaviyo call).
+        let walked =
+            t.for_each::<LuaValue, LuaValue>(|k, v| match self.entry_key(&k, &mut key_bytes) {
+                Ok(key) => {
+                    entries.push((key, v));
+                    Ok(())
                 }
-                LuaValue::Integer(i) => i.to_string(),
-                LuaValue::Number(n) if n.fract() == 0.0 && n.abs() < EXACT_INT => {
-                    (*n as i64).to_string()
+                Err(e) => {
+                    failed = Some(e);
+                    Err(mlua::Error::runtime("stopped"))
                 }
-                LuaValue::Number(n) => n.to_string(),
-                other if self.lossy => format!("<{}>", other.type_name()),
-                other => {
-                    return Err(ConvertError::Invalid(format!(
-                        "a table key of type {} cannot be converted to JSON",
-                        other.type_name()
-                    )));
-                }
-            };
-            entries.push((key, v));
+            });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        walked?;
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|later, earlier| {
             let same = later.0 == earlier.0;
@@ -344,6 +334,37 @@ impl<'a, S: Sink> Walker<'a, S> {
             same
         });
         Ok(entries)
+    }
+
+    /// An entry's key as JSON writes it, counted against the room and [`SORT_BYTES`].
+    fn entry_key(&mut self, k: &LuaValue, key_bytes: &mut usize) -> Result<String, ConvertError> {
+        self.sorting = self.sorting.saturating_add(ENTRY_BYTES);
+        if self.sorting > SORT_BYTES {
+            return Err(ConvertError::TooManyKeys(SORT_BYTES));
+        }
+        Ok(match k {
+            LuaValue::String(s) => {
+                let bytes = s.as_bytes();
+                *key_bytes = key_bytes.saturating_add(bytes.len());
+                if *key_bytes > self.sink.room() {
+                    return Err(self.too_large());
+                }
+                self.sorting = self.sorting.saturating_add(bytes.len());
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            LuaValue::Integer(i) => i.to_string(),
+            LuaValue::Number(n) if n.fract() == 0.0 && n.abs() < EXACT_INT => {
+                (*n as i64).to_string()
+            }
+            LuaValue::Number(n) => n.to_string(),
+            other if self.lossy => format!("<{}>", other.type_name()),
+            other => {
+                return Err(ConvertError::Invalid(format!(
+                    "a table key of type {} cannot be converted to JSON",
+                    other.type_name()
+                )));
+            }
+        })
     }
 }
 
@@ -465,9 +486,9 @@ impl Sink for TextWriter {
         self.out.push(b"{")
     }
 
-    fn key(&mut self, index: usize, key: &str, depth: usize) -> Result<(), ConvertError> {
+    fn key(&mut self, index: usize, key: String, depth: usize) -> Result<(), ConvertError> {
         self.item(index, depth)?;
-        self.write_str(key)?;
+        self.write_str(&key)?;
         self.out.push(if self.pretty { b": " } else { b":" })
     }
 
@@ -574,10 +595,10 @@ impl Sink for ValueBuilder {
         Ok(())
     }
 
-    fn key(&mut self, _index: usize, key: &str, depth: usize) -> Result<(), ConvertError> {
+    fn key(&mut self, _index: usize, key: String, depth: usize) -> Result<(), ConvertError> {
         self.charge(key.len() + 4, depth)?;
         if let Some(Frame::Object(_, pending)) = self.stack.last_mut() {
-            *pending = Some(key.to_string());
+            *pending = Some(key);
         }
         Ok(())
     }
@@ -614,41 +635,174 @@ fn is_array(lua: &Lua, t: &Table) -> bool {
         return false;
     }
     let mut count = 0usize;
-    for pair in t.pairs::<LuaValue, LuaValue>() {
-        match pair {
-            Ok((LuaValue::Integer(i), _)) if i >= 1 && (i as usize) <= len => count += 1,
-            _ => return false,
+    let walked = t.for_each::<LuaValue, LuaValue>(|k, _| match k {
+        LuaValue::Integer(i) if i >= 1 && (i as usize) <= len => {
+            count += 1;
+            Ok(())
         }
-    }
-    count == len
+        _ => Err(mlua::Error::runtime("not an array")),
+    });
+    walked.is_ok() && count == len
 }
 
 /// A JSON value as Lua: `null` is nil, arrays are tables marked as arrays.
+///
+/// Every Klaviyo result comes through here, so it must be cheap. Under a memory limit mlua
+/// guards each string, table and field it creates with a protected call (a failed allocation
+/// raises a Lua error, which must not unwind through Rust frames): that was more than half
+/// of what the Lua layer added to a Klaviyo call. So when the value surely fits, the limit
+/// is lifted while it is built and mlua skips the guards. "Surely": twice the state's usage
+/// plus [`lua_bytes_bound`], plus [`BUILD_HEADROOM`], within the limit; the margin covers
+/// what Lua allocates besides the value (its table of interned strings doubles as it fills,
+/// 8 bytes a slot for strings of at least 25 bytes; mlua's reference stack). No script code
+/// runs meanwhile, and without a limit mlua aborts on a failed allocation rather than
+/// unwinding. Should the state still end up over its limit, the value is dropped and built
+/// again under the limit, which fails (or collects garbage) just as it would have.
 pub fn from_json(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
-    Ok(match value {
-        Value::Null => LuaValue::Nil,
-        Value::Bool(b) => LuaValue::Boolean(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => LuaValue::Integer(i),
-            None => LuaValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => LuaValue::String(lua.create_string(s)?),
+    let need = lua_bytes_bound(value);
+    let used = lua.used_memory();
+    let Ok(limit) = lua.set_memory_limit(0) else {
+        return build(lua, value);
+    };
+    let fits = limit == 0
+        || used
+            .saturating_add(need)
+            .saturating_mul(2)
+            .saturating_add(BUILD_HEADROOM)
+            <= limit;
+    let lifted = Lifted { lua, limit };
+    if !fits {
+        drop(lifted);
+        return build(lua, value);
+    }
+    let built = build(lua, value);
+    drop(lifted);
+    if let Ok(v) = built {
+        if limit == 0 || lua.used_memory() <= limit {
+            return Ok(v);
+        }
+        // Released first, for the collector to take back while the value is built again.
+        drop(v);
+    }
+    build(lua, value)
+}
+
+/// Puts a lifted memory limit back, however the work done meanwhile ends.
+struct Lifted<'a> {
+    lua: &'a Lua,
+    limit: usize,
+}
+
+impl Drop for Lifted<'_> {
+    fn drop(&mut self) {
+        let _ = self.lua.set_memory_limit(self.limit);
+    }
+}
+
+/// What Lua may allocate besides the value [`from_json`] builds without a limit (growing
+/// its stacks), on top of twice the usage.
+const BUILD_HEADROOM: usize = 64 * 1024;
+
+/// Lua 5.4's `TString` header plus the NUL, rounded up.
+const LUA_STRING_BYTES: usize = 32;
+/// Lua 5.4's `Table` (56 bytes), rounded up.
+const LUA_TABLE_BYTES: usize = 64;
+/// An array item (a `TValue`).
+const LUA_ITEM_BYTES: usize = 16;
+/// A hash entry (a 24-byte `Node`), counted twice: the hash part is a power of two.
+const LUA_ENTRY_BYTES: usize = 48;
+
+/// At least the bytes building `value` in Lua allocates (strings, tables and their parts;
+/// interned strings may share, which only makes it less).
+fn lua_bytes_bound(value: &Value) -> usize {
+    match value {
+        Value::String(s) => LUA_STRING_BYTES.saturating_add(s.len()),
+        Value::Array(items) => items.iter().fold(
+            LUA_TABLE_BYTES.saturating_add(items.len().saturating_mul(LUA_ITEM_BYTES)),
+            |n, item| n.saturating_add(lua_bytes_bound(item)),
+        ),
+        Value::Object(m) => m.iter().fold(
+            LUA_TABLE_BYTES.saturating_add(m.len().saturating_mul(LUA_ENTRY_BYTES)),
+            |n, (k, v)| {
+                n.saturating_add(LUA_STRING_BYTES + k.len())
+                    .saturating_add(lua_bytes_bound(v))
+            },
+        ),
+        _ => 0,
+    }
+}
+
+/// [`from_json`] under whatever limit the state has. Each table is filled in one go (one
+/// lock and one stack check for all its fields, not one each), and a string field is pushed
+/// as it is instead of becoming a Lua value first (which takes and frees a reference slot).
+fn build(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
+    let mut failed = None;
+    let built = match value {
+        Value::Null => return Ok(LuaValue::Nil),
+        Value::Bool(b) => return Ok(LuaValue::Boolean(*b)),
+        Value::Number(n) => {
+            return Ok(match n.as_i64() {
+                Some(i) => LuaValue::Integer(i),
+                None => LuaValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+            });
+        }
+        Value::String(s) => return Ok(LuaValue::String(lua.create_string(s)?)),
         Value::Array(items) => {
-            let t = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, from_json(lua, item)?)?;
-            }
+            let t =
+                lua.create_sequence_from(items.iter().map(|item| field(lua, item, &mut failed)))?;
             t.set_metatable(Some(lua.array_metatable()))?;
-            LuaValue::Table(t)
+            t
         }
-        Value::Object(m) => {
-            let t = lua.create_table_with_capacity(0, m.len())?;
-            for (k, v) in m {
-                t.raw_set(k.as_str(), from_json(lua, v)?)?;
-            }
-            LuaValue::Table(t)
-        }
-    })
+        // A null field is no field in Lua: not set at all (API results have many).
+        Value::Object(m) => lua.create_table_from(Counted {
+            len: m.values().filter(|v| !v.is_null()).count(),
+            items: m
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.as_str(), field(lua, v, &mut failed))),
+        })?,
+    };
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(LuaValue::Table(built)),
+    }
+}
+
+/// `items`, of which there are `len`: the size a table is made with (a filter forgets it).
+struct Counted<I> {
+    len: usize,
+    items: I,
+}
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        self.items.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len, Some(self.len))
+    }
+}
+
+/// A field of a table [`build`] fills: a string as it is, anything else built; nil once
+/// one has failed (the failure kept in `failed`).
+fn field<'a>(
+    lua: &Lua,
+    value: &'a Value,
+    failed: &mut Option<mlua::Error>,
+) -> Either<&'a str, LuaValue> {
+    if failed.is_some() {
+        return Either::Right(LuaValue::Nil);
+    }
+    match value {
+        Value::String(s) => Either::Left(s),
+        other => Either::Right(build(lua, other).unwrap_or_else(|e| {
+            *failed = Some(e);
+            LuaValue::Nil
+        })),
+    }
 }
 
 /// `dump`'s readable form: Lua table syntax, keys sorted, nested tables indented, cycles
@@ -823,6 +977,34 @@ mod tests {
 
     fn eval(lua: &Lua, code: &str) -> LuaValue {
         lua.load(code).eval().unwrap()
+    }
+
+    /// A value that surely fits is built with the limit lifted, which is then back; one
+    /// that does not fit is the memory error, the state still within its limit.
+    #[test]
+    fn values_are_built_within_the_memory_limit() {
+        let limit = 4 << 20;
+        let lua = Lua::new();
+        lua.set_memory_limit(limit).unwrap();
+        let small = json!({"a": "x", "b": [1, 2.5, {"c": null}]});
+        let v = from_json(&lua, &small).unwrap();
+        assert_eq!(
+            to_json(&lua, &v, CAP).unwrap(),
+            json!({"a": "x", "b": [1, 2.5, {}]})
+        );
+        assert_eq!(lua.set_memory_limit(limit).unwrap(), limit);
+        // Fits the limit, not the margin of the fast way: built the guarded way.
+        let keep = lua.create_string("k".repeat(1 << 20)).unwrap();
+        let medium = json!(vec!["m".repeat(100); 10_000]);
+        let v = from_json(&lua, &medium).unwrap();
+        assert_eq!(to_json(&lua, &v, 4 * CAP).unwrap(), medium);
+        drop(v);
+        let big = json!(vec!["b".repeat(1000); 5000]);
+        let e = from_json(&lua, &big).unwrap_err();
+        assert!(matches!(e, mlua::Error::MemoryError(_)), "{e}");
+        assert!(lua.used_memory() <= limit);
+        assert_eq!(lua.set_memory_limit(limit).unwrap(), limit);
+        drop(keep);
     }
 
     #[test]
