@@ -133,6 +133,16 @@ fn main() {
             let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200);
             rt.block_on(profile_lua(n))
         }
+        "--ab" => match (args.get(1), args.get(2)) {
+            (Some(a), Some(b)) => {
+                let tenants = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1);
+                rt.block_on(ab(PathBuf::from(a), PathBuf::from(b), tenants))
+            }
+            _ => {
+                eprintln!("bench: --ab takes two component files");
+                2
+            }
+        },
         "--profile-lua-session" => {
             let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200);
             let lua = args.get(2).map(String::as_str) != Some("library");
@@ -162,6 +172,8 @@ fn main() {
                  \x20                                  N get_profile in one process, emulator in-process, through a\n\
                  \x20                                  kosmo_lua::Session loop or Runtime::call (callgrind: the\n\
                  \x20                                  difference of the two over N is the Lua layer's per call)\n\
+                 bench --ab A.wasm B.wasm [TENANTS] two builds of the component in one process: 20 interleaved rounds\n\
+                 \x20                                  of 200 get_profile per tenant (default 1), median per call of each\n\
                  bench --emulator-child             serve an emulator; commands on stdin (internal)"
             );
             0
@@ -2233,6 +2245,83 @@ async fn profile_lua(n: usize) -> i32 {
     }
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
+    if let Err(e) = result {
+        eprintln!("bench: {e}");
+    }
+    0
+}
+
+/// `--ab A B [TENANTS]`: two builds of the component side by side in one process, against one
+/// in-process emulator: rounds alternate between them (the first two are warm-up), so load
+/// that comes and goes hits both; prints each one's median per call and wasm instructions.
+async fn ab(a: PathBuf, b: PathBuf, tenants: usize) -> i32 {
+    let result = async {
+        let emu = Emulator::start_with(EmulatorOptions {
+            validate_requests: false,
+            ..Default::default()
+        })
+        .await?;
+        let mut runtimes = Vec::new();
+        for path in [&a, &b] {
+            let wasm = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let runtime = tokio::task::spawn_blocking(move || {
+                Runtime::with_component(RuntimeConfig::default(), &wasm)
+            })
+            .await?
+            .map_err(|e| format!("{e:#}"))?;
+            runtimes.push(runtime);
+        }
+        let mut calls = Vec::new();
+        for i in 0..tenants.max(1) {
+            let acct = account(&format!("ab{i}"), &format!("pk_bench_ab_{i:04}_0123456789"), &emu.base_url())?;
+            let id = create_profile(&runtimes[0], &acct, "bench.ab@example.com").await?;
+            calls.push((acct, id));
+        }
+        let (mut times, mut fuel) = ([Vec::new(), Vec::new()], [0, 0]);
+        for round in 0..20 {
+            for (side, runtime) in runtimes.iter().enumerate() {
+                let started = Instant::now();
+                let tasks: Vec<_> = calls
+                    .iter()
+                    .map(|(acct, id)| {
+                        let (runtime, acct, id) = (runtime.clone(), acct.clone(), id.clone());
+                        tokio::spawn(async move {
+                            let mut fuel = 0;
+                            for _ in 0..200 {
+                                let outcome = runtime
+                                    .call_with_log(&acct, "get_profile", &json!({ "profile_id": id }))
+                                    .await;
+                                outcome.result.map_err(|e| e.to_string())?;
+                                fuel = outcome.stages.guest_fuel;
+                            }
+                            Ok::<_, String>(fuel)
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    fuel[side] = task.await??;
+                }
+                if round >= 2 {
+                    let per_call = started.elapsed().as_secs_f64() / (200 * calls.len()) as f64;
+                    times[side].push(per_call);
+                }
+            }
+        }
+        let (a_us, b_us) = (median(&mut times[0]), median(&mut times[1]));
+        println!(
+            "A {}: {} a call, {} wasm instructions\nB {}: {} a call, {} wasm instructions\nB / A: {:.3} ({} tenant(s), 18 rounds of 200 calls each)",
+            a.display(),
+            us(a_us),
+            fuel[0],
+            b.display(),
+            us(b_us),
+            fuel[1],
+            b_us / a_us,
+            calls.len()
+        );
+        Ok::<_, AnyError>(())
+    }
+    .await;
     if let Err(e) = result {
         eprintln!("bench: {e}");
     }
