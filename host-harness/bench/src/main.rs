@@ -1426,7 +1426,7 @@ async fn throughput(
         "figure 5: {TENANTS} tenants x {CALLS_PER_TENANT} calls, native vs library ({THROUGHPUT_ROUNDS} alternating rounds) ..."
     );
     let base = emu.base_url();
-    let tenants = make_tenants(runtime, &base, "tenant").await?;
+    let tenants = make_tenants(runtime, &base, "tenant", TENANTS).await?;
     // Warm up both sides.
     run_native_tenants(client, &base, &tenants, 10).await?;
     run_kosmo_tenants(runtime, &tenants, 10).await?;
@@ -1520,9 +1520,14 @@ async fn throughput(
 /// profile of its own to read: (key, account, profile id).
 type Tenants = Arc<Vec<(String, Account, String)>>;
 
-async fn make_tenants(runtime: &Runtime, base: &str, label: &str) -> Result<Tenants, AnyError> {
+async fn make_tenants(
+    runtime: &Runtime,
+    base: &str,
+    label: &str,
+    count: usize,
+) -> Result<Tenants, AnyError> {
     let mut tenants = Vec::new();
-    for i in 0..TENANTS {
+    for i in 0..count {
         let key = format!("pk_bench_{label}_{i:02}_0123456789abcdef");
         let acct = account(&format!("{label}-{i:02}"), &key, base)?;
         let id = create_profile(runtime, &acct, &format!("{label}{i}@example.com")).await?;
@@ -2011,7 +2016,7 @@ async fn breakdown(
         staged_get(&fresh_runtime, &acct, &id, &mut fresh).await?;
     }
 
-    let tenants = make_tenants(runtime, base, "stages").await?;
+    let tenants = make_tenants(runtime, base, "stages", TENANTS).await?;
     let per_tenant = (calls / TENANTS).max(10);
     run_kosmo_tenants(runtime, &tenants, STAGE_WARMUP / 5).await?;
     run_native_tenants(client, base, &tenants, STAGE_WARMUP / 5).await?;
@@ -2271,39 +2276,16 @@ async fn ab(a: PathBuf, b: PathBuf, tenants: usize) -> i32 {
             .map_err(|e| format!("{e:#}"))?;
             runtimes.push(runtime);
         }
-        let mut calls = Vec::new();
-        for i in 0..tenants.max(1) {
-            let acct = account(&format!("ab{i}"), &format!("pk_bench_ab_{i:04}_0123456789"), &emu.base_url())?;
-            let id = create_profile(&runtimes[0], &acct, "bench.ab@example.com").await?;
-            calls.push((acct, id));
-        }
-        let (mut times, mut fuel) = ([Vec::new(), Vec::new()], [0, 0]);
+        let tenants = make_tenants(&runtimes[0], &emu.base_url(), "ab", tenants.max(1)).await?;
+        let (mut times, mut fuel) = ([Vec::new(), Vec::new()], [0.0, 0.0]);
         for round in 0..20 {
             for (side, runtime) in runtimes.iter().enumerate() {
                 let started = Instant::now();
-                let tasks: Vec<_> = calls
-                    .iter()
-                    .map(|(acct, id)| {
-                        let (runtime, acct, id) = (runtime.clone(), acct.clone(), id.clone());
-                        tokio::spawn(async move {
-                            let mut fuel = 0;
-                            for _ in 0..200 {
-                                let outcome = runtime
-                                    .call_with_log(&acct, "get_profile", &json!({ "profile_id": id }))
-                                    .await;
-                                outcome.result.map_err(|e| e.to_string())?;
-                                fuel = outcome.stages.guest_fuel;
-                            }
-                            Ok::<_, String>(fuel)
-                        })
-                    })
-                    .collect();
-                for task in tasks {
-                    fuel[side] = task.await??;
-                }
+                let mut samples = run_kosmo_tenants(runtime, &tenants, 200).await?;
                 if round >= 2 {
-                    let per_call = started.elapsed().as_secs_f64() / (200 * calls.len()) as f64;
+                    let per_call = started.elapsed().as_secs_f64() / (200 * tenants.len()) as f64;
                     times[side].push(per_call);
+                    fuel[side] = median(&mut samples.fuel[1]);
                 }
             }
         }
@@ -2317,7 +2299,7 @@ async fn ab(a: PathBuf, b: PathBuf, tenants: usize) -> i32 {
             us(b_us),
             fuel[1],
             b_us / a_us,
-            calls.len()
+            tenants.len()
         );
         Ok::<_, AnyError>(())
     }
